@@ -1,0 +1,8 @@
+//! The GPU side: adapters and device, shaders, shared kernels.
+
+pub mod context;
+pub mod ops;
+pub mod shaders;
+pub mod testing;
+
+pub use context::GpuContext;

@@ -1,0 +1,48 @@
+//! WGSL sources, embedded at build time, and their specialisation.
+//!
+//! Sizes that must be compile-time in WGSL (workgroup size, workgroup array
+//! lengths) are injected as `const` declarations in front of the source; a
+//! pipeline is cached per (shader, entry, constants).
+
+#[derive(Clone, Copy, Debug)]
+pub struct ShaderSrc {
+    pub name: &'static str,
+    pub src: &'static str,
+    /// the constants this shader expects, with values for validation
+    pub defaults: &'static [(&'static str, u32)],
+}
+
+impl ShaderSrc {
+    pub fn specialise(&self, consts: &[(&str, u32)]) -> String {
+        let mut out = String::new();
+        for (name, _) in self.defaults {
+            let v = consts
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("shader {} needs constant {name}", self.name));
+            out.push_str(&format!("const {name}: u32 = {v}u;\n"));
+        }
+        out.push_str(self.src);
+        out
+    }
+
+    /// The source with its default constants: what the naga test validates.
+    pub fn with_defaults(&self) -> String {
+        self.specialise(self.defaults)
+    }
+}
+
+const SCAN_DEFAULTS: &[(&str, u32)] = &[("WG", 64), ("BT", 4), ("HMAX", 128)];
+
+pub const GEMM: ShaderSrc = ShaderSrc { name: "gemm", src: include_str!("../../shaders/gemm.wgsl"), defaults: &[] };
+pub const REDUCE: ShaderSrc = ShaderSrc { name: "reduce", src: include_str!("../../shaders/reduce.wgsl"), defaults: &[] };
+pub const LOSS: ShaderSrc = ShaderSrc { name: "loss", src: include_str!("../../shaders/loss.wgsl"), defaults: &[] };
+pub const OPTIM: ShaderSrc = ShaderSrc { name: "optim", src: include_str!("../../shaders/optim.wgsl"), defaults: &[] };
+pub const RNN_FORWARD: ShaderSrc =
+    ShaderSrc { name: "rnn_forward", src: include_str!("../../shaders/rnn_forward.wgsl"), defaults: SCAN_DEFAULTS };
+pub const RNN_BACKWARD: ShaderSrc =
+    ShaderSrc { name: "rnn_backward", src: include_str!("../../shaders/rnn_backward.wgsl"), defaults: SCAN_DEFAULTS };
+
+/// Every shader, for validation: a new kernel file must be listed here.
+pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD];

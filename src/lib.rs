@@ -1,0 +1,11 @@
+//! longmem: recurrent networks with long memory, trained on any GPU through
+//! wgpu compute shaders, with a CPU reference path that checks every result.
+
+pub mod cpu;
+pub mod gpu;
+pub mod models;
+pub mod params;
+pub mod real;
+pub mod rng;
+pub mod tasks;
+pub mod train;

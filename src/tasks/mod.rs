@@ -1,0 +1,214 @@
+//! Synthetic tasks. Batches are always made on the CPU from the data stream
+//! of the run's seed, so the CPU and GPU paths see identical data.
+
+use crate::rng::Rng;
+use anyhow::{bail, Result};
+use ndarray::Array3;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Copy,
+    Adding,
+}
+
+impl TaskKind {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "copy" => TaskKind::Copy,
+            "adding" => TaskKind::Adding,
+            other => bail!("unknown task '{other}': expected copy or adding"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// one class index per row (t, b): softmax cross-entropy
+    Classes(Vec<u32>),
+    /// `O` values per row: mean squared error
+    Values(Vec<f32>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    CrossEntropy,
+    Mse,
+}
+
+/// One batch, time-major: row `r = t·B + b`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub x: Array3<f32>,
+    pub target: Target,
+    /// weight of each row in the loss (0 or 1)
+    pub mask: Vec<f32>,
+    /// rows that count for the accuracy metric (classification tasks)
+    pub metric_mask: Vec<f32>,
+}
+
+impl Batch {
+    pub fn seq_len(&self) -> usize {
+        self.x.dim().0
+    }
+    pub fn batch(&self) -> usize {
+        self.x.dim().1
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Task {
+    pub kind: TaskKind,
+    /// T: the delay (copy) or the sequence length (adding)
+    pub t: usize,
+}
+
+const COPY_SYMBOLS: usize = 10; // 0 blank, 1..=8 data, 9 delimiter
+const COPY_LEN: usize = 10;
+
+impl Task {
+    pub fn new(kind: TaskKind, t: usize) -> Result<Self> {
+        match kind {
+            TaskKind::Copy if t < 1 => bail!("copy task needs --seq-len T >= 1"),
+            TaskKind::Adding if t < 2 => bail!("adding task needs --seq-len T >= 2"),
+            _ => Ok(Task { kind, t }),
+        }
+    }
+
+    pub fn input_width(&self) -> usize {
+        match self.kind {
+            TaskKind::Copy => COPY_SYMBOLS,
+            TaskKind::Adding => 2,
+        }
+    }
+    pub fn output_width(&self) -> usize {
+        match self.kind {
+            TaskKind::Copy => COPY_SYMBOLS,
+            TaskKind::Adding => 1,
+        }
+    }
+    pub fn loss_kind(&self) -> LossKind {
+        match self.kind {
+            TaskKind::Copy => LossKind::CrossEntropy,
+            TaskKind::Adding => LossKind::Mse,
+        }
+    }
+    /// Number of time steps of one sequence.
+    pub fn seq_len(&self) -> usize {
+        match self.kind {
+            TaskKind::Copy => self.t + 2 * COPY_LEN,
+            TaskKind::Adding => self.t,
+        }
+    }
+    /// Loss of the best memoryless strategy.
+    pub fn baseline_loss(&self) -> f64 {
+        match self.kind {
+            // blanks are certain; each of the 10 recalled symbols costs ln 8
+            TaskKind::Copy => COPY_LEN as f64 * 8f64.ln() / (self.t + 2 * COPY_LEN) as f64,
+            // always answering 1: the variance of a sum of two U[0,1]
+            TaskKind::Adding => 1.0 / 6.0,
+        }
+    }
+    pub fn has_accuracy(&self) -> bool {
+        self.kind == TaskKind::Copy
+    }
+
+    pub fn batch(&self, batch: usize, rng: &mut Rng) -> Batch {
+        match self.kind {
+            TaskKind::Copy => self.copy_batch(batch, rng),
+            TaskKind::Adding => self.adding_batch(batch, rng),
+        }
+    }
+
+    fn copy_batch(&self, b: usize, rng: &mut Rng) -> Batch {
+        let len = self.seq_len();
+        let mut x = Array3::zeros((len, b, COPY_SYMBOLS));
+        let mut cls = vec![0u32; len * b];
+        let mut metric = vec![0f32; len * b];
+        for j in 0..b {
+            let mut input = vec![0usize; len];
+            for (i, slot) in input.iter_mut().take(COPY_LEN).enumerate() {
+                let sym = 1 + rng.below(8);
+                *slot = sym;
+                let t_out = len - COPY_LEN + i;
+                cls[t_out * b + j] = sym as u32;
+            }
+            input[self.t + COPY_LEN - 1] = 9; // delimiter after T-1 blanks
+            for (t, &sym) in input.iter().enumerate() {
+                x[[t, j, sym]] = 1.0;
+            }
+            for t in len - COPY_LEN..len {
+                metric[t * b + j] = 1.0;
+            }
+        }
+        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric }
+    }
+
+    fn adding_batch(&self, b: usize, rng: &mut Rng) -> Batch {
+        let len = self.t;
+        let half = len / 2;
+        let mut x = Array3::zeros((len, b, 2));
+        let mut values = vec![0f32; len * b];
+        let mut mask = vec![0f32; len * b];
+        for j in 0..b {
+            for t in 0..len {
+                x[[t, j, 0]] = rng.uniform() as f32;
+            }
+            let m1 = rng.below(half);
+            let m2 = half + rng.below(len - half);
+            x[[m1, j, 1]] = 1.0;
+            x[[m2, j, 1]] = 1.0;
+            let last = (len - 1) * b + j;
+            values[last] = x[[m1, j, 0]] + x[[m2, j, 0]];
+            mask[last] = 1.0;
+        }
+        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_batch_layout() {
+        let task = Task::new(TaskKind::Copy, 5).unwrap();
+        let mut rng = Rng::seed(1);
+        let b = task.batch(3, &mut rng);
+        assert_eq!(b.seq_len(), 25);
+        let Target::Classes(cls) = &b.target else { panic!() };
+        for j in 0..3 {
+            // delimiter at T + 9, blanks between
+            assert_eq!(b.x[[14, j, 9]], 1.0);
+            for t in 10..14 {
+                assert_eq!(b.x[[t, j, 0]], 1.0);
+            }
+            for i in 0..10 {
+                let sym = (0..10).find(|&s| b.x[[i, j, s]] == 1.0).unwrap();
+                assert!((1..=8).contains(&sym));
+                assert_eq!(cls[(15 + i) * 3 + j] as usize, sym);
+            }
+            for t in 0..15 {
+                assert_eq!(cls[t * 3 + j], 0);
+            }
+        }
+        assert!((task.baseline_loss() - 10.0 * 8f64.ln() / 25.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn adding_batch_has_one_marker_per_half() {
+        let task = Task::new(TaskKind::Adding, 10).unwrap();
+        let mut rng = Rng::seed(2);
+        let b = task.batch(50, &mut rng);
+        let Target::Values(v) = &b.target else { panic!() };
+        for j in 0..50 {
+            let first: Vec<usize> = (0..5).filter(|&t| b.x[[t, j, 1]] == 1.0).collect();
+            let second: Vec<usize> = (5..10).filter(|&t| b.x[[t, j, 1]] == 1.0).collect();
+            assert_eq!((first.len(), second.len()), (1, 1));
+            let sum = b.x[[first[0], j, 0]] + b.x[[second[0], j, 0]];
+            assert_eq!(v[9 * 50 + j], sum);
+            assert_eq!(b.mask.iter().sum::<f32>(), 50.0);
+        }
+    }
+}

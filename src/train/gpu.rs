@@ -1,0 +1,272 @@
+//! The GPU backend: a whole training step recorded once per (T, B) shape and
+//! replayed; the batch goes up, the loss and gradient norm come back.
+
+use super::backend::{Backend, StepOut};
+use super::loss::loss_norm;
+use super::optim::Hyper;
+use crate::gpu::ops::{self, Dispatch, LossBuffers, Mat, OptBuffers, OptUniform};
+use crate::gpu::GpuContext;
+use crate::models::{FamilyPlan, Model, ScanOptions, SeqIo};
+use crate::tasks::{Batch, Target};
+use anyhow::{ensure, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+struct ShapePlan {
+    rows: usize,
+    outs: usize,
+    cross_entropy: bool,
+    x: wgpu::Buffer,
+    cls: wgpu::Buffer,
+    tgt: wgpu::Buffer,
+    mask: wgpu::Buffer,
+    pub states: wgpu::Buffer,
+    y: wgpu::Buffer,
+    forward: Vec<Dispatch>,
+    loss: Vec<Dispatch>,
+    loss_ub: wgpu::Buffer,
+    backward: Vec<Dispatch>,
+    update: Vec<Dispatch>,
+    opt_ub: wgpu::Buffer,
+    family: FamilyPlan,
+    _keep: Vec<wgpu::Buffer>,
+}
+
+pub struct GpuBackend {
+    pub ctx: Arc<GpuContext>,
+    pub model: Model,
+    pub scan: ScanOptions,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
+    /// [loss, grad_norm²]
+    stats: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    plans: HashMap<(usize, usize, bool), ShapePlan>,
+}
+
+impl GpuBackend {
+    pub fn new(ctx: Arc<GpuContext>, model: Model, params: &[f32], scan: ScanOptions) -> Result<Self> {
+        let n = model.layout().len();
+        ensure!(params.len() == n, "parameter vector has the wrong length");
+        let mk = |name: &str| ops::storage(&ctx, name, n);
+        let (p, g, m, v) = (mk("params")?, mk("grads")?, mk("adam.m")?, mk("adam.v")?);
+        ops::write_f32(&ctx, &p, 0, params);
+        let stats = ops::storage(&ctx, "stats", 4)?;
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("stats.readback"),
+            size: 8,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBackend { ctx, model, scan, params: p, grads: g, m, v, stats, staging, plans: HashMap::new() })
+    }
+
+    /// Whether the recurrence for this shape runs as the persistent kernel.
+    pub fn uses_persistent(&mut self, batch: &Batch) -> Result<bool> {
+        let key = self.plan_for(batch)?;
+        Ok(self.plans[&key].family.persistent)
+    }
+
+    fn plan_for(&mut self, batch: &Batch) -> Result<(usize, usize, bool)> {
+        let ce = matches!(batch.target, Target::Classes(_));
+        let key = (batch.seq_len(), batch.batch(), ce);
+        if !self.plans.contains_key(&key) {
+            let plan = self.build(key.0, key.1, ce)?;
+            self.plans.insert(key, plan);
+        }
+        Ok(key)
+    }
+
+    fn build(&self, t_len: usize, batch: usize, cross_entropy: bool) -> Result<ShapePlan> {
+        let ctx = &*self.ctx;
+        let model = &self.model;
+        let dims = model.dims();
+        let (s, r, o, i_w) = (model.state_width(), model.readout_width(), dims.output, dims.input);
+        let rows = t_len * batch;
+        let l = model.layout();
+        let x = ops::storage(ctx, "x", rows * i_w)?;
+        let cls = ops::storage(ctx, "classes", if cross_entropy { rows } else { 1 })?;
+        let tgt = ops::storage(ctx, "targets", if cross_entropy { 1 } else { rows * o })?;
+        let mask = ops::storage(ctx, "mask", rows)?;
+        let states = ops::storage(ctx, "states", (t_len + 1) * batch * s)?;
+        let d_states = ops::storage(ctx, "d_states", rows * s)?;
+        let y = ops::storage(ctx, "y", rows * o)?;
+        let dy = ops::storage(ctx, "dy", rows * o)?;
+        let row_loss = ops::storage(ctx, "row_loss", rows)?;
+
+        let io = SeqIo { params: &self.params, grads: &self.grads, x: &x, states: &states, d_states: &d_states };
+        let family = model.gpu_plan(ctx, t_len, batch, &io, &self.scan)?;
+
+        // the readout features of states 1..=T: rows of width r, s apart
+        let feats = Mat { buf: &states, off: batch * s, rs: s, cs: 1 };
+        let mut forward: Vec<Dispatch> = family.forward.iter().map(clone_dispatch).collect();
+        forward.extend(ops::gemm(
+            ctx,
+            (rows, o, r),
+            feats,
+            Mat::transposed(&self.params, l.offset("w_out"), r),
+            Some(l.offset("b_out")),
+            Mat::rows(&y, 0, o),
+            false,
+        )?);
+
+        let lb = LossBuffers { y: &y, cls: &cls, tgt: &tgt, mask: &mask, dy: &dy, row_loss: &row_loss };
+        let (loss_d, loss_ub) = ops::loss(ctx, rows, o, cross_entropy, &lb)?;
+        let loss = vec![loss_d, ops::sum(ctx, &row_loss, 0, rows, false, &self.stats, 0)?];
+
+        let mut backward = Vec::new();
+        backward.extend(ops::gemm(ctx, (o, r, rows), Mat::transposed(&dy, 0, o), feats, None, Mat::rows(&self.grads, l.offset("w_out"), r), false)?);
+        backward.push(ops::colsum(ctx, &dy, 0, rows, o, &self.grads, l.offset("b_out"))?);
+        backward.extend(ops::gemm(
+            ctx,
+            (rows, r, o),
+            Mat::rows(&dy, 0, o),
+            Mat::rows(&self.params, l.offset("w_out"), r),
+            None,
+            Mat::rows(&d_states, 0, s),
+            false,
+        )?);
+        backward.extend(family.backward.iter().map(clone_dispatch));
+
+        let n = l.len();
+        let ob = OptBuffers { params: &self.params, grads: &self.grads, m: &self.m, v: &self.v, stats: &self.stats };
+        let (opt_d, opt_ub) = ops::optimizer(ctx, n, &ob)?;
+        let update = vec![ops::sum(ctx, &self.grads, 0, n, true, &self.stats, 1)?, opt_d];
+        ctx.check_errors()?;
+        Ok(ShapePlan {
+            rows,
+            outs: o,
+            cross_entropy,
+            x,
+            cls,
+            tgt,
+            mask,
+            states,
+            y,
+            forward,
+            loss,
+            loss_ub,
+            backward,
+            update,
+            opt_ub,
+            family,
+            _keep: vec![d_states, dy, row_loss],
+        })
+    }
+
+    fn upload(&mut self, batch: &Batch) -> Result<(usize, usize, bool)> {
+        let key = self.plan_for(batch)?;
+        let ctx = &*self.ctx;
+        let plan = &self.plans[&key];
+        let xs = batch.x.as_standard_layout();
+        ops::write_f32(ctx, &plan.x, 0, xs.as_slice().expect("standard layout"));
+        match &batch.target {
+            Target::Classes(c) => ctx.queue.write_buffer(&plan.cls, 0, bytemuck::cast_slice(c)),
+            Target::Values(v) => ops::write_f32(ctx, &plan.tgt, 0, v),
+        }
+        ops::write_f32(ctx, &plan.mask, 0, &batch.mask);
+        let norm = loss_norm(&batch.mask, plan.outs, &batch.target) as f32;
+        ops::write_loss_norm(ctx, &plan.loss_ub, plan.rows, plan.outs, plan.cross_entropy, norm);
+        Ok(key)
+    }
+
+    /// Run the recorded passes and read back [loss, grad_norm²].
+    fn run(&self, key: (usize, usize, bool), backward: bool, update: bool) -> Result<[f32; 2]> {
+        let ctx = &*self.ctx;
+        let plan = &self.plans[&key];
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let mut list: Vec<&Dispatch> = plan.forward.iter().chain(&plan.loss).collect();
+        if backward {
+            list.extend(&plan.backward);
+        }
+        if update {
+            list.extend(&plan.update);
+        }
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for d in list {
+                pass.set_pipeline(&d.kernel.pipeline);
+                pass.set_bind_group(0, &d.bind, &[]);
+                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+            }
+        }
+        enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
+        ctx.queue.submit([enc.finish()]);
+        let v = ops::map_read(ctx, &self.staging, 2)?;
+        Ok([v[0], v[1]])
+    }
+
+    /// States `(T + 1, B, S)` of the last forward pass on this batch's shape.
+    pub fn states(&mut self, batch: &Batch) -> Result<Vec<f32>> {
+        let key = self.upload(batch)?;
+        self.run(key, false, false)?;
+        let n = (batch.seq_len() + 1) * batch.batch() * self.model.state_width();
+        ops::read_f32(&self.ctx, &self.plans[&key].states, 0, n)
+    }
+}
+
+fn clone_dispatch(d: &Dispatch) -> Dispatch {
+    Dispatch { kernel: d.kernel.clone(), bind: d.bind.clone(), groups: d.groups }
+}
+
+impl Backend for GpuBackend {
+    fn describe(&self) -> String {
+        format!("gpu: {}", self.ctx.describe())
+    }
+
+    fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {
+        let key = self.upload(batch)?;
+        let u = OptUniform {
+            n: self.model.layout().len() as u32,
+            kind: h.kind,
+            _p0: 0,
+            _p1: 0,
+            lr: h.lr,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            momentum: h.momentum,
+            clip: h.clip,
+            c1: h.c1,
+            c2: h.c2,
+        };
+        self.ctx.queue.write_buffer(&self.plans[&key].opt_ub, 0, bytemuck::bytes_of(&u));
+        let [loss, norm_sq] = self.run(key, true, true)?;
+        Ok(StepOut { loss, grad_norm: norm_sq.sqrt() })
+    }
+
+    fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
+        let key = self.upload(batch)?;
+        let [loss, _] = self.run(key, true, false)?;
+        let g = ops::read_f32(&self.ctx, &self.grads, 0, self.model.layout().len())?;
+        Ok((loss, g))
+    }
+
+    fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
+        let key = self.upload(batch)?;
+        let [loss, _] = self.run(key, false, false)?;
+        let plan = &self.plans[&key];
+        let y = ops::read_f32(&self.ctx, &plan.y, 0, plan.rows * plan.outs)?;
+        Ok((loss, y))
+    }
+
+    fn params(&self) -> Result<Vec<f32>> {
+        ops::read_f32(&self.ctx, &self.params, 0, self.model.layout().len())
+    }
+
+    fn optim_state(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let n = self.model.layout().len();
+        Ok((ops::read_f32(&self.ctx, &self.m, 0, n)?, ops::read_f32(&self.ctx, &self.v, 0, n)?))
+    }
+
+    fn load(&mut self, params: &[f32], m: &[f32], v: &[f32]) -> Result<()> {
+        let n = self.model.layout().len();
+        ensure!(params.len() == n && m.len() == n && v.len() == n, "state vectors do not match the model's parameter count {n}");
+        ops::write_f32(&self.ctx, &self.params, 0, params);
+        ops::write_f32(&self.ctx, &self.m, 0, m);
+        ops::write_f32(&self.ctx, &self.v, 0, v);
+        Ok(())
+    }
+}

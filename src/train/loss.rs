@@ -1,0 +1,83 @@
+//! Losses on the readout outputs `(T·B, O)`, CPU reference.
+//!
+//! Both are means over the masked rows: cross-entropy averages −log p over
+//! rows, MSE averages the squared error over rows and outputs.
+
+use crate::real::Real;
+use crate::tasks::Target;
+use ndarray::Array2;
+
+/// Per-row normaliser as the GPU kernel uses it.
+pub fn loss_norm(mask: &[f32], outputs: usize, target: &Target) -> f64 {
+    let m: f64 = mask.iter().map(|&x| x as f64).sum();
+    let m = m.max(1.0);
+    match target {
+        Target::Classes(_) => 1.0 / m,
+        Target::Values(_) => 1.0 / (m * outputs as f64),
+    }
+}
+
+/// Returns (loss, dL/dy).
+pub fn loss_and_grad<F: Real>(y: &Array2<F>, target: &Target, mask: &[f32]) -> (F, Array2<F>) {
+    let (rows, outs) = y.dim();
+    let norm = F::from_f64(loss_norm(mask, outs, target));
+    let mut dy = Array2::zeros((rows, outs));
+    let mut total = F::zero();
+    match target {
+        Target::Classes(cls) => {
+            for r in 0..rows {
+                let m = F::from_f32(mask[r]);
+                if m == F::zero() {
+                    continue;
+                }
+                let row = y.row(r);
+                let mx = row.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
+                let z: F = row.iter().map(|&v| (v - mx).exp()).sum();
+                let lse = mx + z.ln();
+                let c = cls[r] as usize;
+                total = total + m * (lse - row[c]);
+                for o in 0..outs {
+                    let p = (row[o] - lse).exp();
+                    let onehot = if o == c { F::one() } else { F::zero() };
+                    dy[[r, o]] = m * norm * (p - onehot);
+                }
+            }
+        }
+        Target::Values(vals) => {
+            for r in 0..rows {
+                let m = F::from_f32(mask[r]);
+                if m == F::zero() {
+                    continue;
+                }
+                for o in 0..outs {
+                    let e = y[[r, o]] - F::from_f32(vals[r * outs + o]);
+                    total = total + m * e * e;
+                    dy[[r, o]] = F::from_f64(2.0) * m * norm * e;
+                }
+            }
+        }
+    }
+    (total * norm, dy)
+}
+
+/// Fraction of metric rows whose argmax is the target class.
+pub fn accuracy(y: &[f32], outs: usize, target: &Target, metric_mask: &[f32]) -> Option<f64> {
+    let Target::Classes(cls) = target else { return None };
+    let (mut hit, mut n) = (0.0, 0.0);
+    for (r, &m) in metric_mask.iter().enumerate() {
+        if m == 0.0 {
+            continue;
+        }
+        let row = &y[r * outs..(r + 1) * outs];
+        let arg = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+            .0;
+        n += 1.0;
+        if arg as u32 == cls[r] {
+            hit += 1.0;
+        }
+    }
+    (n > 0.0).then(|| hit / n)
+}

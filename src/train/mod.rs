@@ -1,0 +1,9 @@
+//! Training: losses, optimizers, the two backends, the loop, checkpoints.
+
+pub mod backend;
+pub mod cpu;
+pub mod gpu;
+pub mod loss;
+pub mod optim;
+
+pub use backend::{Backend, StepOut};

@@ -1,0 +1,155 @@
+//! Optimizers (SGD with momentum, RMSprop, Adam), gradient-norm clipping and
+//! learning-rate schedules. The CPU update here and shaders/optim.wgsl apply
+//! the same f32 formulas, so the two paths stay within f32 rounding.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimKind {
+    Sgd,
+    Rmsprop,
+    Adam,
+}
+
+impl OptimKind {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "sgd" => OptimKind::Sgd,
+            "rmsprop" => OptimKind::Rmsprop,
+            "adam" => OptimKind::Adam,
+            other => bail!("unknown optimizer '{other}': expected sgd, rmsprop or adam"),
+        })
+    }
+    pub fn code(self) -> u32 {
+        match self {
+            OptimKind::Sgd => 0,
+            OptimKind::Rmsprop => 1,
+            OptimKind::Adam => 2,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimConfig {
+    pub kind: OptimKind,
+    pub lr: f64,
+    /// SGD momentum (0 = plain SGD)
+    pub momentum: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// RMSprop's decay of the squared-gradient average
+    pub rms_decay: f64,
+    pub eps: f64,
+    /// clip the global gradient norm to this (0 = off)
+    pub clip: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig { kind: OptimKind::Adam, lr: 1e-3, momentum: 0.0, beta1: 0.9, beta2: 0.999, rms_decay: 0.9, eps: 1e-8, clip: 0.0 }
+    }
+}
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// multiply by `factor` every `every` steps
+    Step { every: u64, factor: f64 },
+}
+
+impl Schedule {
+    pub fn lr(&self, base: f64, step: u64) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { every, factor } => base * factor.powi((step / every.max(1)) as i32),
+        }
+    }
+}
+
+/// The values one update needs: kernel-uniform layout on the GPU.
+#[derive(Clone, Copy, Debug)]
+pub struct Hyper {
+    pub kind: u32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub momentum: f32,
+    pub clip: f32,
+    pub c1: f32,
+    pub c2: f32,
+}
+
+impl OptimConfig {
+    /// Hyperparameters of update number `t` (1-based) at learning rate `lr`.
+    pub fn hyper(&self, lr: f64, t: u64) -> Hyper {
+        let beta2 = if self.kind == OptimKind::Rmsprop { self.rms_decay } else { self.beta2 };
+        Hyper {
+            kind: self.kind.code(),
+            lr: lr as f32,
+            beta1: self.beta1 as f32,
+            beta2: beta2 as f32,
+            eps: self.eps as f32,
+            momentum: self.momentum as f32,
+            clip: self.clip as f32,
+            c1: (1.0 - self.beta1.powi(t as i32)) as f32,
+            c2: (1.0 - self.beta2.powi(t as i32)) as f32,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let finite = [self.lr, self.momentum, self.beta1, self.beta2, self.rms_decay, self.eps, self.clip];
+        if finite.iter().any(|x| !x.is_finite()) {
+            bail!("optimizer settings must be finite numbers");
+        }
+        if self.lr <= 0.0 {
+            bail!("--lr must be positive, got {}", self.lr);
+        }
+        for (name, v) in [("momentum", self.momentum), ("beta1", self.beta1), ("beta2", self.beta2), ("rms_decay", self.rms_decay)] {
+            if !(0.0..1.0).contains(&v) {
+                bail!("{name} must be in [0, 1), got {v}");
+            }
+        }
+        if self.clip < 0.0 {
+            bail!("--clip must be >= 0 (0 turns clipping off), got {}", self.clip);
+        }
+        Ok(())
+    }
+}
+
+/// Squared gradient norm accumulated in f32, as the GPU reduction does.
+pub fn grad_norm_sq(grads: &[f32]) -> f32 {
+    grads.iter().map(|g| g * g).sum()
+}
+
+/// One CPU update, in place. Returns the gradient norm before clipping.
+pub fn apply(h: &Hyper, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) -> f32 {
+    let norm = grad_norm_sq(grads).sqrt();
+    let scale = if h.clip > 0.0 && norm > h.clip { h.clip / norm } else { 1.0 };
+    for i in 0..params.len() {
+        let mut g = grads[i] * scale;
+        match h.kind {
+            0 => {
+                if h.momentum > 0.0 {
+                    m[i] = h.momentum * m[i] + g;
+                    g = m[i];
+                }
+                params[i] -= h.lr * g;
+            }
+            1 => {
+                v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
+                params[i] -= h.lr * g / (v[i].sqrt() + h.eps);
+            }
+            _ => {
+                m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
+                v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
+                params[i] -= h.lr * (m[i] / h.c1) / ((v[i] / h.c2).sqrt() + h.eps);
+            }
+        }
+    }
+    norm
+}

@@ -1,0 +1,95 @@
+//! The whole GPU training step (forward, loss, backward, clipping, update)
+//! against the CPU reference, for sizes that are and are not multiples of
+//! the workgroup size, through both the persistent and the step-wise scan.
+
+use longmem::gpu::testing::test_context;
+use longmem::models::{Dims, InitConfig, Model, ModelKind, ScanMode, ScanOptions};
+use longmem::rng::Rng;
+use longmem::tasks::{Task, TaskKind};
+use longmem::train::cpu::CpuBackend;
+use longmem::train::gpu::GpuBackend;
+use longmem::train::optim::{OptimConfig, OptimKind};
+use longmem::train::Backend;
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    num / den
+}
+
+struct Case {
+    kind: ModelKind,
+    task: TaskKind,
+    t: usize,
+    hidden: usize,
+    batch: usize,
+    scan: ScanMode,
+    chunk: usize,
+}
+
+fn check(case: &Case) {
+    let Some(ctx) = test_context("gpu_train_step") else { return };
+    let task = Task::new(case.task, case.t).unwrap();
+    let dims = Dims { input: task.input_width(), hidden: case.hidden, output: task.output_width() };
+    let model = Model::new(case.kind, dims).unwrap();
+    let mut rng = Rng::seed(11);
+    let params = model.init(&InitConfig { gain: 0.9, ..Default::default() }, &mut rng);
+    let scan = ScanOptions { mode: case.scan, max_steps_per_dispatch: case.chunk };
+    let mut gpu = GpuBackend::new(ctx, model.clone(), &params, scan).unwrap();
+    let mut cpu = CpuBackend::new(model, params).unwrap();
+    let batch = task.batch(case.batch, &mut rng);
+    let label = format!("{:?} {:?} T={} H={} B={} {:?}", case.kind, case.task, case.t, case.hidden, case.batch, case.scan);
+    if case.scan == ScanMode::Persistent {
+        assert!(gpu.uses_persistent(&batch).unwrap(), "{label}: expected the persistent kernel");
+    }
+
+    // states
+    let s_gpu = gpu.states(&batch).unwrap();
+    let x = batch.x.view();
+    let h0 = ndarray::Array2::zeros((case.batch, case.hidden));
+    let s_cpu = cpu.model.forward(&cpu.params().unwrap(), x, h0.view());
+    let e = rel_err(&s_gpu, s_cpu.as_slice().unwrap());
+    assert!(e < 1e-5, "{label}: states rel err {e}");
+
+    // loss and gradients
+    let (l_gpu, g_gpu) = gpu.gradients(&batch).unwrap();
+    let (l_cpu, g_cpu) = cpu.gradients(&batch).unwrap();
+    assert!(((l_gpu - l_cpu) / l_cpu).abs() < 1e-5, "{label}: loss {l_gpu} vs {l_cpu}");
+    for v in cpu.model.layout().views() {
+        let e = rel_err(&g_gpu[v.range()], &g_cpu[v.range()]);
+        assert!(e < 1e-4, "{label}: grad {} rel err {e}", v.name);
+    }
+
+    // a few full steps with Adam and clipping
+    let opt = OptimConfig { kind: OptimKind::Adam, lr: 1e-2, clip: 0.5, ..Default::default() };
+    for t in 1..=3 {
+        let b = task.batch(case.batch, &mut rng);
+        let h = opt.hyper(opt.lr, t);
+        let a = gpu.train_step(&b, &h).unwrap();
+        let c = cpu.train_step(&b, &h).unwrap();
+        assert!(((a.loss - c.loss) / c.loss).abs() < 1e-4, "{label}: step {t} loss {} vs {}", a.loss, c.loss);
+        assert!(((a.grad_norm - c.grad_norm) / c.grad_norm).abs() < 1e-4, "{label}: grad norm");
+    }
+    let e = rel_err(&gpu.params().unwrap(), &cpu.params().unwrap());
+    assert!(e < 1e-4, "{label}: params after 3 steps rel err {e}");
+}
+
+#[test]
+fn tanh_rnn_adding_persistent() {
+    check(&Case { kind: ModelKind::Rnn, task: TaskKind::Adding, t: 12, hidden: 37, batch: 5, scan: ScanMode::Persistent, chunk: 5 });
+}
+
+#[test]
+fn tanh_rnn_copy_step() {
+    check(&Case { kind: ModelKind::Rnn, task: TaskKind::Copy, t: 3, hidden: 70, batch: 3, scan: ScanMode::Step, chunk: 64 });
+}
+
+#[test]
+fn linear_rnn_copy_persistent_multiple_of_wg() {
+    check(&Case { kind: ModelKind::Linear, task: TaskKind::Copy, t: 4, hidden: 64, batch: 9, scan: ScanMode::Persistent, chunk: 7 });
+}
+
+#[test]
+fn linear_rnn_adding_step() {
+    check(&Case { kind: ModelKind::Linear, task: TaskKind::Adding, t: 9, hidden: 17, batch: 2, scan: ScanMode::Step, chunk: 64 });
+}
