@@ -9,3 +9,6 @@ pub mod real;
 pub mod rng;
 pub mod tasks;
 pub mod train;
+pub mod config;
+pub mod device;
+pub mod plot;

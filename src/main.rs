@@ -1,1 +1,255 @@
-fn main() {}
+//! The `longmem` command line: train, eval, info.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use longmem::config::TrainConfig;
+use longmem::device::resolve;
+use longmem::gpu::context::{enumerate, pick, report};
+use longmem::models::{InitKind, ModelKind, ScanMode};
+use longmem::tasks::TaskKind;
+use longmem::train::optim::{OptimKind, Schedule};
+use longmem::train::run::{self, RunOptions, CONFIG_FILE};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "longmem", version, about = "Train recurrent networks with long memory on any GPU (wgpu) or the CPU reference path")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model; writes config.toml, metrics.jsonl, checkpoint.safetensors and loss.svg
+    Train(TrainArgs),
+    /// Evaluate a run's checkpoint on fresh batches
+    Eval(EvalArgs),
+    /// List GPU adapters with their limits and features
+    Info {
+        /// print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML config file; flags override it
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// continue the run in DIR from its checkpoint
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// run directory (default runs/<task>-<model>-<time>)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// copy | adding
+    #[arg(long)]
+    task: Option<String>,
+    /// T: the copy task's delay, the adding problem's length
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// rnn (tanh) | linear
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    hidden: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// sgd | rmsprop | adam
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// SGD momentum
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// clip the global gradient norm (0 = off)
+    #[arg(long)]
+    clip: Option<f64>,
+    /// multiply the learning rate by --lr-decay every N steps
+    #[arg(long, value_name = "N")]
+    lr_decay_every: Option<u64>,
+    #[arg(long)]
+    lr_decay: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// gaussian | orthogonal | identity
+    #[arg(long)]
+    init: Option<String>,
+    /// recurrent gain g (gaussian: W ~ N(0, g²/N))
+    #[arg(long)]
+    gain: Option<f64>,
+    /// scale every initial weight (small-weight starts)
+    #[arg(long)]
+    init_scale: Option<f64>,
+    /// auto | gpu | cpu
+    #[arg(long)]
+    device: Option<String>,
+    /// adapter index or name (see `longmem info`)
+    #[arg(long, env = "LONGMEM_ADAPTER")]
+    adapter: Option<String>,
+    #[arg(long)]
+    log_every: Option<u64>,
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// recurrent kernel: auto | persistent | step
+    #[arg(long)]
+    scan: Option<String>,
+    /// time steps per dispatch of the persistent kernel
+    #[arg(long)]
+    steps_per_dispatch: Option<usize>,
+    /// no log lines or progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// run directory
+    #[arg(long)]
+    run: PathBuf,
+    /// number of fresh batches
+    #[arg(long, default_value_t = 10)]
+    batches: usize,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto | gpu | cpu (default: the run's)
+    #[arg(long)]
+    device: Option<String>,
+    #[arg(long, env = "LONGMEM_ADAPTER")]
+    adapter: Option<String>,
+    /// print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut c = match (&a.resume, &a.config) {
+        (Some(dir), _) => TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("cannot resume {}", dir.display()))?,
+        (None, Some(file)) => TrainConfig::load(file)?,
+        (None, None) => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($field:ident) => {
+            if let Some(v) = &a.$field {
+                c.$field = v.clone();
+            }
+        };
+    }
+    set!(seq_len);
+    set!(hidden);
+    set!(batch);
+    set!(steps);
+    set!(lr);
+    set!(momentum);
+    set!(clip);
+    set!(seed);
+    set!(gain);
+    set!(init_scale);
+    set!(device);
+    set!(log_every);
+    set!(checkpoint_every);
+    set!(steps_per_dispatch);
+    if a.adapter.is_some() {
+        c.adapter = a.adapter.clone();
+    }
+    if let Some(s) = &a.task {
+        c.task = TaskKind::parse(s)?;
+    }
+    if let Some(s) = &a.model {
+        c.model = ModelKind::parse(s)?;
+    }
+    if let Some(s) = &a.optimizer {
+        c.optimizer = OptimKind::parse(s)?;
+    }
+    if let Some(s) = &a.init {
+        c.init = InitKind::parse(s)?;
+    }
+    if let Some(s) = &a.scan {
+        c.scan = ScanMode::parse(s)?;
+    }
+    match (a.lr_decay_every, a.lr_decay) {
+        (Some(every), Some(factor)) => c.schedule = Schedule::Step { every, factor },
+        (None, None) => {}
+        _ => anyhow::bail!("--lr-decay-every and --lr-decay go together"),
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let cfg = resolved_config(&a)?;
+    let out = match (&a.resume, &a.out) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(o)) => o.clone(),
+        (None, None) => {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            PathBuf::from("runs").join(format!("{}-{}-{secs}", serde_plain(&cfg.task), cfg.model.name()))
+        }
+    };
+    let summary = run::train(&cfg, &RunOptions { out, resume: a.resume.is_some(), verbose: !a.quiet })?;
+    if a.quiet {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(())
+}
+
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default().trim_matches('"').to_string()
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let cfg = TrainConfig::load(&a.run.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", a.run.display()))?;
+    let device = a.device.clone().unwrap_or(cfg.device.clone());
+    let engine = resolve(&device, a.adapter.as_deref().or(cfg.adapter.as_deref()))?;
+    let r = run::evaluate(&a.run, &engine, a.batches, a.seed)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("run {} at step {} on {}", a.run.display(), r.step, r.device);
+        println!("loss {:.6}  (memoryless baseline {:.6})", r.loss, r.baseline_loss);
+        if let Some(acc) = r.accuracy {
+            println!("accuracy {acc:.4}");
+        }
+    }
+    Ok(())
+}
+
+fn info(json: bool) -> Result<()> {
+    let adapters = enumerate();
+    let reports: Vec<_> = adapters.iter().enumerate().map(|(i, a)| report(i, a)).collect();
+    let auto = pick(adapters, None)?.map(|(i, _)| i);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "adapters": reports, "auto": auto }))?);
+        return Ok(());
+    }
+    if reports.is_empty() {
+        println!("no GPU adapters: {}", longmem::gpu::context::NO_ADAPTER_HELP);
+        println!("--device auto will use the CPU reference path");
+        return Ok(());
+    }
+    for r in &reports {
+        let mark = if Some(r.index) == auto { "  <- --device auto" } else { "" };
+        println!("[{}] {} ({}, {}, driver {} {}){mark}", r.index, r.name, r.backend, r.device_type, r.driver, r.driver_info);
+        let l = &r.limits;
+        println!("    workgroup storage {} B, storage binding {} B, max buffer {} B, invocations/workgroup {}", l.max_compute_workgroup_storage_size, l.max_storage_buffer_binding_size, l.max_buffer_size, l.max_compute_invocations_per_workgroup);
+        println!("    features: {}", if r.features.is_empty() { "none of shader-f16, subgroups, timestamp-query".to_string() } else { r.features.join(", ") });
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Train(a) => train(a),
+        Cmd::Eval(a) => eval(a),
+        Cmd::Info { json } => info(json),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -7,3 +7,6 @@ pub mod loss;
 pub mod optim;
 
 pub use backend::{Backend, StepOut};
+pub mod checkpoint;
+pub mod metrics;
+pub mod run;

@@ -1,0 +1,175 @@
+//! The run configuration: a TOML file, overridden by command-line flags,
+//! written back fully resolved as `config.toml` in the run directory.
+
+use crate::models::{InitConfig, InitKind, ModelKind, ScanMode, ScanOptions};
+use crate::tasks::TaskKind;
+use crate::train::optim::{OptimConfig, OptimKind, Schedule};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub task: TaskKind,
+    /// T: the copy task's delay or the adding problem's length
+    pub seq_len: usize,
+    pub model: ModelKind,
+    pub hidden: usize,
+    pub batch: usize,
+    pub steps: u64,
+    pub seed: u64,
+    /// auto | gpu | cpu
+    pub device: String,
+    /// adapter index or name substring (also env LONGMEM_ADAPTER)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    pub init: InitKind,
+    pub gain: f64,
+    pub init_scale: f64,
+    pub optimizer: OptimKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub rms_decay: f64,
+    pub eps: f64,
+    /// global gradient-norm clip (0 = off)
+    pub clip: f64,
+    pub schedule: Schedule,
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+    /// recurrent kernel: auto | persistent | step
+    pub scan: ScanMode,
+    /// time steps per dispatch of the persistent kernel
+    pub steps_per_dispatch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            task: TaskKind::Adding,
+            seq_len: 10,
+            model: ModelKind::Rnn,
+            hidden: 64,
+            batch: 32,
+            steps: 1000,
+            seed: 0,
+            device: "auto".into(),
+            adapter: None,
+            init: InitKind::Gaussian,
+            gain: 1.0,
+            init_scale: 1.0,
+            optimizer: OptimKind::Adam,
+            lr: 3e-3,
+            momentum: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            rms_decay: 0.9,
+            eps: 1e-8,
+            clip: 1.0,
+            schedule: Schedule::Constant,
+            log_every: 50,
+            checkpoint_every: 500,
+            scan: ScanMode::Auto,
+            steps_per_dispatch: 256,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("bad config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden == 0 || self.batch == 0 {
+            bail!("--hidden and --batch must be positive (got hidden {}, batch {})", self.hidden, self.batch);
+        }
+        if self.steps == 0 {
+            bail!("--steps must be positive");
+        }
+        if self.log_every == 0 || self.checkpoint_every == 0 {
+            bail!("log_every and checkpoint_every must be positive");
+        }
+        if self.steps_per_dispatch == 0 {
+            bail!("steps_per_dispatch must be positive");
+        }
+        if !["auto", "gpu", "cpu"].contains(&self.device.as_str()) {
+            bail!("unknown device '{}': expected auto, gpu or cpu", self.device);
+        }
+        if !(self.gain.is_finite() && self.init_scale.is_finite()) || self.init_scale <= 0.0 {
+            bail!("--gain must be finite and --init-scale positive");
+        }
+        if let Schedule::Step { every, factor } = self.schedule {
+            if every == 0 || !(factor > 0.0 && factor.is_finite()) {
+                bail!("a step schedule needs every > 0 and a positive factor");
+            }
+        }
+        crate::tasks::Task::new(self.task, self.seq_len)?;
+        self.optim().validate()
+    }
+
+    pub fn optim(&self) -> OptimConfig {
+        OptimConfig {
+            kind: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            rms_decay: self.rms_decay,
+            eps: self.eps,
+            clip: self.clip,
+        }
+    }
+
+    pub fn init_config(&self) -> InitConfig {
+        InitConfig { kind: self.init, gain: self.gain, scale: self.init_scale }
+    }
+
+    pub fn scan_options(&self) -> ScanOptions {
+        ScanOptions { mode: self.scan, max_steps_per_dispatch: self.steps_per_dispatch }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = TrainConfig::default();
+        c.schedule = Schedule::Step { every: 100, factor: 0.5 };
+        c.adapter = Some("llvmpipe".into());
+        let back = TrainConfig::parse(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_wrong_types() {
+        let e = TrainConfig::parse("hiden = 3").unwrap_err();
+        assert!(format!("{e:#}").contains("hiden"), "{e:#}");
+        let e = TrainConfig::parse("hidden = \"many\"").unwrap_err();
+        assert!(format!("{e:#}").contains("hidden"), "{e:#}");
+        let e = TrainConfig::parse("task = \"sorting\"").unwrap_err();
+        assert!(format!("{e:#}").contains("sorting"), "{e:#}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let c = TrainConfig { lr: -1.0, ..Default::default() };
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("--lr"));
+        let c = TrainConfig { device: "tpu".into(), ..Default::default() };
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("tpu"));
+    }
+}

@@ -1,0 +1,224 @@
+//! The training loop behind `longmem train` and the evaluation behind
+//! `longmem eval`, on whichever backend the device choice gives.
+
+use super::backend::Backend;
+use super::checkpoint::{write_atomic, Checkpoint};
+use super::cpu::CpuBackend;
+use super::gpu::GpuBackend;
+use super::loss::accuracy;
+use super::metrics::{self, MetricsLine};
+use crate::config::TrainConfig;
+use crate::device::{resolve, Engine};
+use crate::models::{Dims, Model};
+use crate::rng::Rng;
+use crate::tasks::Task;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const STREAM_INIT: u64 = 1;
+const STREAM_DATA: u64 = 2;
+const STREAM_EVAL: u64 = 3;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const LOSS_PLOT: &str = "loss.svg";
+
+pub fn build_model(cfg: &TrainConfig) -> Result<(Task, Model)> {
+    let task = Task::new(cfg.task, cfg.seq_len)?;
+    let dims = Dims { input: task.input_width(), hidden: cfg.hidden, output: task.output_width() };
+    Ok((task, Model::new(cfg.model, dims)?))
+}
+
+pub fn backend(engine: &Engine, model: Model, params: Vec<f32>, cfg: &TrainConfig) -> Result<Box<dyn Backend>> {
+    Ok(match engine {
+        Engine::Cpu => Box::new(CpuBackend::new(model, params)?),
+        Engine::Gpu(ctx) => Box::new(GpuBackend::new(ctx.clone(), model, &params, cfg.scan_options())?),
+    })
+}
+
+/// Where the run is and how the user is told about it.
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    /// print log lines (and a progress bar on a terminal)
+    pub verbose: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub steps: u64,
+    pub final_loss: f64,
+    pub baseline_loss: f64,
+    pub device: String,
+}
+
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    cfg.validate()?;
+    let engine = resolve(&cfg.device, cfg.adapter.as_deref())?;
+    train_on(cfg, opts, &engine)
+}
+
+pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result<RunSummary> {
+    cfg.validate()?;
+    let (task, model) = build_model(cfg)?;
+    let dir = &opts.out;
+    let ck_path = dir.join(CHECKPOINT_FILE);
+    let metrics_path = dir.join(METRICS_FILE);
+    let say = |msg: String| {
+        if opts.verbose {
+            eprintln!("{msg}");
+        }
+    };
+    say(format!("device: {}", engine.describe()));
+
+    let (params, m, v, start, data_rng) = if opts.resume {
+        let ck = Checkpoint::load(&model, &ck_path)?;
+        metrics::truncate_after(&metrics_path, ck.step)?;
+        say(format!("resuming {} from step {}", dir.display(), ck.step));
+        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng))
+    } else {
+        if ck_path.exists() || metrics_path.exists() {
+            bail!("{} already holds a run; pass --resume {} to continue it, or choose another --out", dir.display(), dir.display());
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+        let p = model.init(&cfg.init_config(), &mut Rng::stream(cfg.seed, STREAM_INIT));
+        (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA))
+    };
+    write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+
+    let mut be = backend(engine, model.clone(), params, cfg)?;
+    if let (Some(m), Some(v)) = (m, v) {
+        let p = be.params()?;
+        be.load(&p, &m, &v)?;
+    }
+    let mut data_rng = data_rng;
+    let optim = cfg.optim();
+    let baseline = task.baseline_loss();
+    let mut last_ck_step = if opts.resume { Some(start) } else { None };
+    let bar = (opts.verbose && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(cfg.steps);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]").expect("template"));
+        b.set_position(start);
+        b
+    });
+
+    let t0 = Instant::now();
+    let (mut acc_loss, mut acc_n, mut last_log_t, mut last_log_step) = (0.0f64, 0u64, 0.0f64, start);
+    let mut final_loss = f64::NAN;
+    for step in start + 1..=cfg.steps {
+        let batch = task.batch(cfg.batch, &mut data_rng);
+        let lr = cfg.schedule.lr(cfg.lr, step - 1);
+        let out = be.train_step(&batch, &optim.hyper(lr, step))?;
+        if !out.loss.is_finite() || !out.grad_norm.is_finite() {
+            let what = if out.loss.is_finite() { "the gradient norm" } else { "the loss" };
+            let keep = match last_ck_step {
+                Some(s) => format!("the last good checkpoint is {} (step {s})", ck_path.display()),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            bail!("{what} became {} at step {step}; training stopped and {keep}. Lower --lr or set --clip.", if out.loss.is_finite() { out.grad_norm } else { out.loss });
+        }
+        acc_loss += out.loss as f64;
+        acc_n += 1;
+        if step % cfg.log_every == 0 || step == cfg.steps {
+            let accuracy = if task.has_accuracy() {
+                let (_, y) = be.evaluate(&batch)?;
+                accuracy(&y, task.output_width(), &batch.target, &batch.metric_mask)
+            } else {
+                None
+            };
+            let elapsed = t0.elapsed().as_secs_f64();
+            let line = MetricsLine {
+                step,
+                loss: acc_loss / acc_n as f64,
+                baseline_loss: Some(baseline),
+                accuracy,
+                grad_norm: out.grad_norm as f64,
+                lr,
+                elapsed_s: elapsed,
+                steps_per_s: (step - last_log_step) as f64 / (elapsed - last_log_t).max(1e-9),
+            };
+            metrics::append(&metrics_path, &line)?;
+            final_loss = line.loss;
+            let msg = format!(
+                "step {step:>6}  loss {:.5}  baseline {:.5}{}  {:.1} steps/s",
+                line.loss,
+                baseline,
+                accuracy.map(|a| format!("  accuracy {a:.3}")).unwrap_or_default(),
+                line.steps_per_s
+            );
+            match &bar {
+                Some(b) => b.set_message(msg),
+                None => say(msg),
+            }
+            acc_loss = 0.0;
+            acc_n = 0;
+            last_log_t = elapsed;
+            last_log_step = step;
+        }
+        if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+            let (m, v) = be.optim_state()?;
+            let ck = Checkpoint { model: model.kind(), dims: model.dims(), step, params: be.params()?, optim_m: m, optim_v: v, data_rng: data_rng.state() };
+            ck.save(&model, &ck_path)?;
+            last_ck_step = Some(step);
+        }
+        if let Some(b) = &bar {
+            b.set_position(step);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish();
+    }
+    let lines = metrics::read(&metrics_path)?;
+    let title = format!("{} on {:?} (T = {}, hidden {})", model.kind().name(), cfg.task, cfg.seq_len, cfg.hidden);
+    crate::plot::loss_svg(&dir.join(LOSS_PLOT), &lines, &title)?;
+    if final_loss.is_nan() {
+        final_loss = lines.last().map(|l| l.loss).unwrap_or(f64::NAN);
+    }
+    say(format!("done: {} (loss {final_loss:.5}, baseline {baseline:.5})", dir.display()));
+    Ok(RunSummary { steps: cfg.steps, final_loss, baseline_loss: baseline, device: engine.describe() })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub loss: f64,
+    pub baseline_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    pub step: u64,
+    pub batches: usize,
+    pub batch: usize,
+    pub device: String,
+}
+
+/// Evaluate a run's checkpoint on fresh batches (a stream training never uses).
+pub fn evaluate(dir: &Path, engine: &Engine, batches: usize, seed: Option<u64>) -> Result<EvalReport> {
+    let cfg = TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", dir.display()))?;
+    let (task, model) = build_model(&cfg)?;
+    let ck = Checkpoint::load(&model, &dir.join(CHECKPOINT_FILE))?;
+    let mut be = backend(engine, model, ck.params, &cfg)?;
+    let mut rng = Rng::stream(seed.unwrap_or(cfg.seed), STREAM_EVAL);
+    let (mut loss, mut acc, mut acc_n) = (0.0, 0.0, 0);
+    for _ in 0..batches.max(1) {
+        let b = task.batch(cfg.batch, &mut rng);
+        let (l, y) = be.evaluate(&b)?;
+        loss += l as f64;
+        if let Some(a) = accuracy(&y, task.output_width(), &b.target, &b.metric_mask) {
+            acc += a;
+            acc_n += 1;
+        }
+    }
+    let n = batches.max(1) as f64;
+    Ok(EvalReport {
+        loss: loss / n,
+        baseline_loss: task.baseline_loss(),
+        accuracy: (acc_n > 0).then(|| acc / acc_n as f64),
+        step: ck.step,
+        batches: batches.max(1),
+        batch: cfg.batch,
+        device: engine.describe(),
+    })
+}
