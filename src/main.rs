@@ -33,6 +33,7 @@ enum Cmd {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct TrainArgs {
     /// TOML config file; flags override it
     #[arg(long)]
@@ -127,6 +128,9 @@ struct EvalArgs {
 }
 
 fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
+    if a.resume.is_some() && (a.out.is_some() || a.config.is_some()) {
+        anyhow::bail!("--resume DIR continues the run in DIR with its own config.toml; it cannot be combined with --out or --config");
+    }
     let mut c = match (&a.resume, &a.config) {
         (Some(dir), _) => TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("cannot resume {}", dir.display()))?,
         (None, Some(file)) => TrainConfig::load(file)?,
@@ -242,6 +246,11 @@ fn info(json: bool) -> Result<()> {
 }
 
 fn main() {
+    // Mesa's Vulkan loader complains on stderr when this is unset (headless
+    // machines, CI); nothing of ours uses it. Set before any thread starts.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Train(a) => train(a),

@@ -202,3 +202,12 @@ fn scan_falls_back_to_step_when_state_exceeds_workgroup_memory() {
     let s = scan_shape(&ctx, 64, 3, ScanMode::Auto).unwrap();
     assert!(s.persistent && s.bt <= 3 && 2 * s.bt as usize * 64 * 4 <= storage);
 }
+
+#[test]
+fn buffers_over_the_adapter_limit_are_refused_with_the_limit_named() {
+    let Some(ctx) = test_context("buffer_limits") else { return };
+    let too_many = (ctx.limits.max_storage_buffer_binding_size as usize).min(ctx.limits.max_buffer_size as usize) / 4 + 1;
+    let e = ops::storage(&ctx, "states", too_many).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("states") && msg.contains("max_") && msg.contains("lower"), "{msg}");
+}

@@ -47,7 +47,7 @@ fn cpu_and_gpu_loss_curves_agree_over_50_steps() {
             assert_eq!(a.step, b.step);
             let rel = (a.loss - b.loss).abs() / a.loss.abs().max(1e-6);
             worst = worst.max(rel);
-            assert!(rel < 1e-3, "{task:?} {model:?}: step {} loss cpu {} gpu {}", a.step, a.loss, b.loss);
+            assert!(rel < 1e-4, "{task:?} {model:?}: step {} loss cpu {} gpu {}", a.step, a.loss, b.loss);
         }
         eprintln!("{task:?} {model:?} {scan:?}: worst relative loss difference over 50 steps {worst:.2e}");
         let _ = std::fs::remove_dir_all(&dc);
@@ -58,7 +58,10 @@ fn cpu_and_gpu_loss_curves_agree_over_50_steps() {
 fn resume_is_exact(engine: Engine, name: &str) {
     let mut cfg = small(TaskKind::Copy, 4, ModelKind::Rnn);
     cfg.steps = 30;
-    cfg.checkpoint_every = 15;
+    // the split at 15 is off both grids: the first piece logs and
+    // checkpoints at its end, which the resumed run must not show
+    cfg.log_every = 4;
+    cfg.checkpoint_every = 6;
     let (da, db) = (tmp(&format!("{name}-whole")), tmp(&format!("{name}-resumed")));
     let whole = run(&cfg, &engine, &da, false);
     let mut first = cfg.clone();

@@ -22,6 +22,9 @@ pub struct Checkpoint {
     pub optim_m: Vec<f32>,
     pub optim_v: Vec<f32>,
     pub data_rng: [u64; 4],
+    /// training loss summed over the steps since the last metrics line, and
+    /// their count, so a resumed run logs exactly what an unbroken one does
+    pub log_acc: (f64, u64),
 }
 
 fn bytes(v: &[f32]) -> &[u8] {
@@ -46,7 +49,9 @@ impl Checkpoint {
         meta.insert("output".to_string(), self.dims.output.to_string());
         meta.insert("step".to_string(), self.step.to_string());
         meta.insert("data_rng".to_string(), self.data_rng.map(|x| x.to_string()).join(","));
-        let data = safetensors::serialize(tensors, Some(meta))?;
+        // {:?} prints the shortest string that parses back to the same f64
+        meta.insert("log_acc".to_string(), format!("{:?},{}", self.log_acc.0, self.log_acc.1));
+        let data = canonical_header(safetensors::serialize(tensors, Some(meta))?)?;
         write_atomic(path, &data)
     }
 
@@ -84,6 +89,10 @@ impl Checkpoint {
         let step: u64 = get("step")?.parse().context("metadata field 'step' is not a number")?;
         let rng: Vec<u64> = get("data_rng")?.split(',').map(|s| s.parse()).collect::<Result<_, _>>().context("bad data_rng")?;
         let data_rng: [u64; 4] = rng.try_into().map_err(|_| anyhow::anyhow!("data_rng must have 4 words"))?;
+        let log_acc = match meta.get("log_acc").map(|s| s.split_once(',')) {
+            Some(Some((a, n))) => (a.parse().context("bad log_acc")?, n.parse().context("bad log_acc")?),
+            _ => (0.0, 0),
+        };
         let layout = model.layout();
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t = st.tensor(name).map_err(|_| anyhow::anyhow!("tensor '{name}' is missing"))?;
@@ -108,8 +117,24 @@ impl Checkpoint {
             optim_m: read("optim.m", &[n])?,
             optim_v: read("optim.v", &[n])?,
             data_rng,
+            log_acc,
         })
     }
+}
+
+/// safetensors writes its metadata map in hash order; rewrite the JSON
+/// header with sorted keys (same length, same offsets) so identical
+/// checkpoints are identical files.
+fn canonical_header(mut data: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&data[8..8 + n])?;
+    let mut text = serde_json::to_string(&header)?.into_bytes();
+    if text.len() > n {
+        bail!("internal error: canonical checkpoint header grew");
+    }
+    text.resize(n, b' ');
+    data[8..8 + n].copy_from_slice(&text);
+    Ok(data)
 }
 
 /// Write to `path.tmp`, flush to disk, then rename over `path`.
@@ -152,6 +177,7 @@ mod tests {
             optim_m: vec![0.5; n],
             optim_v: vec![0.25; n],
             data_rng: [1, 2, 3, u64::MAX],
+            log_acc: (0.1 + 0.2, 7),
         };
         let dir = std::env::temp_dir().join(format!("longmem-ck-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -73,20 +73,27 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             eprintln!("{msg}");
         }
     };
-    say(format!("device: {}", engine.describe()));
+    let fallback = if cfg.device == "auto" && matches!(engine, Engine::Cpu) { " (no Vulkan, Metal or DX12 adapter found)" } else { "" };
+    say(format!("device: {}{fallback}", engine.describe()));
 
-    let (params, m, v, start, data_rng) = if opts.resume {
+    let (params, m, v, start, data_rng, log_acc) = if opts.resume {
         let ck = Checkpoint::load(&model, &ck_path)?;
-        metrics::truncate_after(&metrics_path, ck.step)?;
+        if ck.step >= cfg.steps {
+            bail!("{} is already at step {} of {}; pass a larger --steps to train further", dir.display(), ck.step, cfg.steps);
+        }
+        // a line at the checkpoint step off the log grid was the end of an
+        // earlier, shorter run: an unbroken run would not have it
+        let keep = if ck.step % cfg.log_every == 0 { ck.step } else { ck.step - 1 };
+        metrics::truncate_after(&metrics_path, keep)?;
         say(format!("resuming {} from step {}", dir.display(), ck.step));
-        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng))
+        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng), ck.log_acc)
     } else {
         if ck_path.exists() || metrics_path.exists() {
             bail!("{} already holds a run; pass --resume {} to continue it, or choose another --out", dir.display(), dir.display());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
         let p = model.init(&cfg.init_config(), &mut Rng::stream(cfg.seed, STREAM_INIT));
-        (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA))
+        (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0))
     };
     write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
 
@@ -107,7 +114,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     });
 
     let t0 = Instant::now();
-    let (mut acc_loss, mut acc_n, mut last_log_t, mut last_log_step) = (0.0f64, 0u64, 0.0f64, start);
+    let (mut acc_loss, mut acc_n, mut last_log_t, mut last_log_step) = (log_acc.0, log_acc.1, 0.0f64, start);
     let mut final_loss = f64::NAN;
     for step in start + 1..=cfg.steps {
         let batch = task.batch(cfg.batch, &mut data_rng);
@@ -123,6 +130,9 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         acc_loss += out.loss as f64;
         acc_n += 1;
+        // what the checkpoint carries: the end-of-run line is off the grid
+        let on_grid = step % cfg.log_every == 0;
+        let pending = if on_grid { (0.0, 0) } else { (acc_loss, acc_n) };
         if step % cfg.log_every == 0 || step == cfg.steps {
             let accuracy = if task.has_accuracy() {
                 let (_, y) = be.evaluate(&batch)?;
@@ -161,7 +171,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {
             let (m, v) = be.optim_state()?;
-            let ck = Checkpoint { model: model.kind(), dims: model.dims(), step, params: be.params()?, optim_m: m, optim_v: v, data_rng: data_rng.state() };
+            let ck = Checkpoint { model: model.kind(), dims: model.dims(), step, params: be.params()?, optim_m: m, optim_v: v, data_rng: data_rng.state(), log_acc: pending };
             ck.save(&model, &ck_path)?;
             last_ck_step = Some(step);
         }
