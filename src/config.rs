@@ -2,7 +2,7 @@
 //! written back fully resolved as `config.toml` in the run directory.
 
 use crate::models::{InitConfig, InitKind, ModelKind, ScanMode, ScanOptions};
-use crate::tasks::TaskKind;
+use crate::tasks::{FilterKind, FilterSpec, Objective, Task, TaskKind};
 use crate::train::optim::{OptimConfig, OptimKind, Schedule};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,9 @@ pub struct TrainConfig {
     /// T: the copy task's delay or the adding problem's length
     pub seq_len: usize,
     pub model: ModelKind,
+    /// hidden and readout biases; unset means the task's choice (none for filter)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias: Option<bool>,
     pub hidden: usize,
     pub batch: usize,
     pub steps: u64,
@@ -43,6 +46,19 @@ pub struct TrainConfig {
     pub scan: ScanMode,
     /// time steps per dispatch of the persistent kernel
     pub steps_per_dispatch: usize,
+    // --- the filter task (linear-RNN learning dynamics)
+    pub filter: FilterKind,
+    /// λ of the leaky integrator and the damped oscillator
+    pub decay: f64,
+    /// ω of the damped oscillator, radians per step
+    pub freq: f64,
+    /// K: lags of the filter kept
+    pub horizon: usize,
+    pub channels: usize,
+    /// sampled white-noise batches, or the exact expected loss
+    pub objective: Objective,
+    /// record W's eigenvalues every N steps (0: at every metrics line)
+    pub eig_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +67,7 @@ impl Default for TrainConfig {
             task: TaskKind::Adding,
             seq_len: 10,
             model: ModelKind::Rnn,
+            bias: None,
             hidden: 64,
             batch: 32,
             steps: 1000,
@@ -73,6 +90,13 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             scan: ScanMode::Auto,
             steps_per_dispatch: 256,
+            filter: FilterKind::Leaky,
+            decay: 0.9,
+            freq: 0.3,
+            horizon: 64,
+            channels: 1,
+            objective: Objective::Sampled,
+            eig_every: 0,
         }
     }
 }
@@ -116,8 +140,46 @@ impl TrainConfig {
                 bail!("a step schedule needs every > 0 and a positive factor");
             }
         }
-        crate::tasks::Task::new(self.task, self.seq_len)?;
+        self.task()?;
         self.optim().validate()
+    }
+
+    /// Fill in what is left to the task (biases), so config.toml says it.
+    pub fn resolve(&mut self) {
+        if self.bias.is_none() {
+            self.bias = Some(self.task != TaskKind::Filter);
+        }
+    }
+
+    pub fn bias(&self) -> bool {
+        self.bias.unwrap_or(self.task != TaskKind::Filter)
+    }
+
+    pub fn task(&self) -> Result<Task> {
+        match self.task {
+            TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),
+            k => Task::new(k, self.seq_len),
+        }
+    }
+
+    pub fn filter_spec(&self) -> FilterSpec {
+        FilterSpec {
+            kind: self.filter,
+            decay: self.decay,
+            freq: self.freq,
+            horizon: self.horizon,
+            channels: self.channels,
+            objective: self.objective,
+        }
+    }
+
+    /// Steps between eigenvalue records.
+    pub fn eig_interval(&self) -> u64 {
+        if self.eig_every == 0 {
+            self.log_every
+        } else {
+            self.eig_every
+        }
     }
 
     pub fn optim(&self) -> OptimConfig {
@@ -151,6 +213,9 @@ mod tests {
         let mut c = TrainConfig::default();
         c.schedule = Schedule::Step { every: 100, factor: 0.5 };
         c.adapter = Some("llvmpipe".into());
+        c.task = TaskKind::Filter;
+        c.objective = Objective::Population;
+        c.resolve();
         let back = TrainConfig::parse(&c.to_toml()).unwrap();
         assert_eq!(back, c);
     }

@@ -12,3 +12,4 @@ pub mod train;
 pub mod config;
 pub mod device;
 pub mod plot;
+pub mod analysis;

@@ -102,6 +102,30 @@ struct TrainArgs {
     /// time steps per dispatch of the persistent kernel
     #[arg(long)]
     steps_per_dispatch: Option<usize>,
+    /// hidden and readout biases: true | false (default: the task's; none for filter)
+    #[arg(long)]
+    bias: Option<bool>,
+    /// filter task: integrator | leaky | oscillator
+    #[arg(long)]
+    filter: Option<String>,
+    /// filter task: λ
+    #[arg(long)]
+    decay: Option<f64>,
+    /// filter task: ω (radians per step)
+    #[arg(long)]
+    freq: Option<f64>,
+    /// filter task: K, lags kept
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// filter task: input/output channels
+    #[arg(long)]
+    channels: Option<usize>,
+    /// filter task: sampled | population (the exact expected loss)
+    #[arg(long)]
+    objective: Option<String>,
+    /// record W's eigenvalues every N steps (0: at every metrics line)
+    #[arg(long, value_name = "N")]
+    eig_every: Option<u64>,
     /// no log lines or progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -157,6 +181,20 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(log_every);
     set!(checkpoint_every);
     set!(steps_per_dispatch);
+    set!(decay);
+    set!(freq);
+    set!(horizon);
+    set!(channels);
+    set!(eig_every);
+    if a.bias.is_some() {
+        c.bias = a.bias;
+    }
+    if let Some(s) = &a.filter {
+        c.filter = longmem::tasks::FilterKind::parse(s)?;
+    }
+    if let Some(s) = &a.objective {
+        c.objective = longmem::tasks::Objective::parse(s)?;
+    }
     if a.adapter.is_some() {
         c.adapter = a.adapter.clone();
     }
@@ -180,6 +218,7 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
         (None, None) => {}
         _ => anyhow::bail!("--lr-decay-every and --lr-decay go together"),
     }
+    c.resolve();
     c.validate()?;
     Ok(c)
 }

@@ -17,6 +17,13 @@ fn loss_at(model: &Model, p: &[f64], batch: &Batch, h0: &Array2<f64>) -> f64 {
 }
 
 fn check(kind: ModelKind, task: TaskKind, t: usize) {
+    // batch 3 takes the CPU's small-batch loops, batch 6 its GEMM path
+    for batch in [3, 6] {
+        check_batch(kind, task, t, batch);
+    }
+}
+
+fn check_batch(kind: ModelKind, task: TaskKind, t: usize, batch: usize) {
     let task = Task::new(task, t).unwrap();
     let model = Model::new(kind, Dims { input: task.input_width(), hidden: 5, output: task.output_width() }).unwrap();
     let mut rng = Rng::seed(3);
@@ -29,9 +36,10 @@ fn check(kind: ModelKind, task: TaskKind, t: usize) {
             p[i] = rng.normal() * 0.3;
         }
     }
-    let batch = task.batch(3, &mut rng);
+    let batch_size = batch;
+    let batch = task.batch(batch_size, &mut rng);
     let (_, grads, _) = loss_grads::<f64>(&model, &p, &batch);
-    let h0 = Array2::zeros((3, 5));
+    let h0 = Array2::zeros((batch_size, 5));
     let eps = 1e-6;
     let mut worst = 0.0f64;
     for i in 0..p.len() {
@@ -50,14 +58,14 @@ fn check(kind: ModelKind, task: TaskKind, t: usize) {
 
     // initial state: Model::backward returns dL/dh0
     let x = batch.x.mapv(|v| v as f64);
-    let mut h0 = Array2::from_shape_fn((3, 5), |_| rng.normal() * 0.5);
+    let mut h0 = Array2::from_shape_fn((batch_size, 5), |_| rng.normal() * 0.5);
     let states = model.forward(&p, x.view(), h0.view());
     let y = readout::forward(&p, model.layout(), states.view(), model.readout_width());
     let (_, dy) = loss_and_grad(&y, &batch.target, &batch.mask);
     let mut g = vec![0.0; p.len()];
     let ds = readout::backward(&p, model.layout(), states.view(), model.readout_width(), &dy, &mut g);
     let dh0 = model.backward(&p, x.view(), states.view(), ds.view(), &mut g);
-    for b in 0..3 {
+    for b in 0..batch_size {
         for j in 0..5 {
             let orig = h0[[b, j]];
             h0[[b, j]] = orig + eps;

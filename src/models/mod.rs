@@ -94,12 +94,17 @@ pub enum Model {
 
 impl Model {
     pub fn new(kind: ModelKind, dims: Dims) -> Result<Self> {
+        Self::with_bias(kind, dims, true)
+    }
+
+    /// `bias = false` drops the hidden and readout biases.
+    pub fn with_bias(kind: ModelKind, dims: Dims, bias: bool) -> Result<Self> {
         if dims.input == 0 || dims.hidden == 0 || dims.output == 0 {
             bail!("model sizes must be positive (input {}, hidden {}, output {})", dims.input, dims.hidden, dims.output);
         }
         Ok(match kind {
-            ModelKind::Rnn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Tanh)),
-            ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear)),
+            ModelKind::Rnn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Tanh, bias)),
+            ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear, bias)),
         })
     }
 
@@ -109,6 +114,12 @@ impl Model {
                 rnn::Activation::Tanh => ModelKind::Rnn,
                 rnn::Activation::Linear => ModelKind::Linear,
             },
+        }
+    }
+
+    pub fn has_bias(&self) -> bool {
+        match self {
+            Model::Rnn(m) => m.bias,
         }
     }
 

@@ -7,9 +7,11 @@ use crate::real::Real;
 use crate::rng::Rng;
 use ndarray::{s, Array2, Array3, ArrayView3};
 
-pub fn push_layout(layout: &mut ParamLayout, width: usize, output: usize) {
+pub fn push_layout(layout: &mut ParamLayout, width: usize, output: usize, bias: bool) {
     layout.push("w_out", &[output, width]);
-    layout.push("b_out", &[output]);
+    if bias {
+        layout.push("b_out", &[output]);
+    }
 }
 
 pub fn init(layout: &ParamLayout, p: &mut [f32], width: usize, output: usize, scale: f64, rng: &mut Rng) {
@@ -24,10 +26,13 @@ pub fn init(layout: &ParamLayout, p: &mut [f32], width: usize, output: usize, sc
 pub fn forward<F: Real>(p: &[F], layout: &ParamLayout, states: ArrayView3<F>, width: usize) -> Array2<F> {
     let (t1, batch, _) = states.dim();
     let w_out = view2(p, layout, "w_out");
-    let b_out = view1(p, layout, "b_out");
     let r = states.slice(s![1.., .., ..width]);
     let r = r.to_shape(((t1 - 1) * batch, width)).expect("contiguous states");
-    r.dot(&w_out.t()) + &b_out
+    let y = r.dot(&w_out.t());
+    match layout.get("b_out") {
+        Ok(_) => y + &view1(p, layout, "b_out"),
+        Err(_) => y,
+    }
 }
 
 /// From dL/dy `(T·B, O)`: adds w_out, b_out gradients and returns dL/d(states 1..=T)
@@ -51,9 +56,10 @@ pub fn backward<F: Real>(
     for (g, v) in grads[o..].iter_mut().zip(dw.iter()) {
         *g = *g + *v;
     }
-    let o = layout.offset("b_out");
-    for (g, v) in grads[o..].iter_mut().zip(db.iter()) {
-        *g = *g + *v;
+    if let Ok(view) = layout.get("b_out") {
+        for (g, v) in grads[view.range()].iter_mut().zip(db.iter()) {
+            *g = *g + *v;
+        }
     }
     let dr = dy.dot(&w_out); // (T·B, width)
     let mut d_states = Array3::zeros((t_len, batch, s_width));

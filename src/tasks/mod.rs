@@ -1,6 +1,8 @@
 //! Synthetic tasks. Batches are always made on the CPU from the data stream
 //! of the run's seed, so the CPU and GPU paths see identical data.
 
+mod filter;
+
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use ndarray::Array3;
@@ -11,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum TaskKind {
     Copy,
     Adding,
+    /// white noise through a known linear filter (the linear-RNN study)
+    Filter,
 }
 
 impl TaskKind {
@@ -18,7 +22,8 @@ impl TaskKind {
         Ok(match s {
             "copy" => TaskKind::Copy,
             "adding" => TaskKind::Adding,
-            other => bail!("unknown task '{other}': expected copy or adding"),
+            "filter" => TaskKind::Filter,
+            other => bail!("unknown task '{other}': expected copy, adding or filter"),
         })
     }
 }
@@ -46,6 +51,8 @@ pub struct Batch {
     pub mask: Vec<f32>,
     /// rows that count for the accuracy metric (classification tasks)
     pub metric_mask: Vec<f32>,
+    /// overrides the loss normaliser (see `train::loss::loss_norm`)
+    pub loss_norm: Option<f64>,
 }
 
 impl Batch {
@@ -60,9 +67,12 @@ impl Batch {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Task {
     pub kind: TaskKind,
-    /// T: the delay (copy) or the sequence length (adding)
+    /// T: the delay (copy) or the sequence length (adding, filter)
     pub t: usize,
+    pub filter: Option<FilterSpec>,
 }
+
+pub use filter::{FilterKind, FilterSpec, Objective};
 
 const COPY_SYMBOLS: usize = 10; // 0 blank, 1..=8 data, 9 delimiter
 const COPY_LEN: usize = 10;
@@ -72,26 +82,41 @@ impl Task {
         match kind {
             TaskKind::Copy if t < 1 => bail!("copy task needs --seq-len T >= 1"),
             TaskKind::Adding if t < 2 => bail!("adding task needs --seq-len T >= 2"),
-            _ => Ok(Task { kind, t }),
+            TaskKind::Filter => bail!("the filter task is made with Task::filter"),
+            _ => Ok(Task { kind, t, filter: None }),
         }
+    }
+
+    pub fn filter(spec: FilterSpec, t: usize) -> Result<Self> {
+        spec.validate()?;
+        if t < 1 && spec.objective == Objective::Sampled {
+            bail!("filter task needs --seq-len T >= 1");
+        }
+        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec) })
+    }
+
+    fn spec(&self) -> &FilterSpec {
+        self.filter.as_ref().expect("filter task has a spec")
     }
 
     pub fn input_width(&self) -> usize {
         match self.kind {
             TaskKind::Copy => COPY_SYMBOLS,
             TaskKind::Adding => 2,
+            TaskKind::Filter => self.spec().channels,
         }
     }
     pub fn output_width(&self) -> usize {
         match self.kind {
             TaskKind::Copy => COPY_SYMBOLS,
             TaskKind::Adding => 1,
+            TaskKind::Filter => self.spec().channels,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
             TaskKind::Copy => LossKind::CrossEntropy,
-            TaskKind::Adding => LossKind::Mse,
+            TaskKind::Adding | TaskKind::Filter => LossKind::Mse,
         }
     }
     /// Number of time steps of one sequence.
@@ -99,6 +124,10 @@ impl Task {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
             TaskKind::Adding => self.t,
+            TaskKind::Filter => match self.spec().objective {
+                Objective::Sampled => self.t,
+                Objective::Population => self.spec().population_lags(),
+            },
         }
     }
     /// Loss of the best memoryless strategy.
@@ -108,6 +137,7 @@ impl Task {
             TaskKind::Copy => COPY_LEN as f64 * 8f64.ln() / (self.t + 2 * COPY_LEN) as f64,
             // always answering 1: the variance of a sum of two U[0,1]
             TaskKind::Adding => 1.0 / 6.0,
+            TaskKind::Filter => self.spec().zero_predictor_loss(),
         }
     }
     pub fn has_accuracy(&self) -> bool {
@@ -118,6 +148,7 @@ impl Task {
         match self.kind {
             TaskKind::Copy => self.copy_batch(batch, rng),
             TaskKind::Adding => self.adding_batch(batch, rng),
+            TaskKind::Filter => self.spec().batch(self.t, batch, rng),
         }
     }
 
@@ -142,7 +173,7 @@ impl Task {
                 metric[t * b + j] = 1.0;
             }
         }
-        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric }
+        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None }
     }
 
     fn adding_batch(&self, b: usize, rng: &mut Rng) -> Batch {
@@ -163,7 +194,7 @@ impl Task {
             values[last] = x[[m1, j, 0]] + x[[m2, j, 0]];
             mask[last] = 1.0;
         }
-        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b] }
+        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None }
     }
 }
 

@@ -17,6 +17,7 @@ pub const FORMAT: &str = "longmem-checkpoint-1";
 pub struct Checkpoint {
     pub model: ModelKind,
     pub dims: Dims,
+    pub bias: bool,
     pub step: u64,
     pub params: Vec<f32>,
     pub optim_m: Vec<f32>,
@@ -47,6 +48,7 @@ impl Checkpoint {
         meta.insert("input".to_string(), self.dims.input.to_string());
         meta.insert("hidden".to_string(), self.dims.hidden.to_string());
         meta.insert("output".to_string(), self.dims.output.to_string());
+        meta.insert("bias".to_string(), self.bias.to_string());
         meta.insert("step".to_string(), self.step.to_string());
         meta.insert("data_rng".to_string(), self.data_rng.map(|x| x.to_string()).join(","));
         // {:?} prints the shortest string that parses back to the same f64
@@ -72,6 +74,11 @@ impl Checkpoint {
         let kind = ModelKind::parse(get("model")?)?;
         let num = |k: &str| -> Result<usize> { get(k)?.parse().with_context(|| format!("metadata field '{k}' is not a number")) };
         let dims = Dims { input: num("input")?, hidden: num("hidden")?, output: num("output")? };
+        // checkpoints from before the bias option all had biases
+        let bias = meta.get("bias").map(|b| b == "true").unwrap_or(true);
+        if bias != model.has_bias() {
+            bail!("it holds a model {} biases but this run's model has {}", if bias { "with" } else { "without" }, if model.has_bias() { "them" } else { "none" });
+        }
         if kind != model.kind() || dims != model.dims() {
             let d = model.dims();
             bail!(
@@ -112,6 +119,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             model: kind,
             dims,
+            bias,
             step,
             params,
             optim_m: read("optim.m", &[n])?,
@@ -172,6 +180,7 @@ mod tests {
         let ck = Checkpoint {
             model: ModelKind::Rnn,
             dims: m.dims(),
+            bias: true,
             step: 42,
             params: p,
             optim_m: vec![0.5; n],

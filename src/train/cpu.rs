@@ -1,7 +1,7 @@
 //! The CPU backend: the reference model in f32 with the CPU optimizer.
 
 use super::backend::{Backend, StepOut};
-use super::loss::loss_and_grad;
+use super::loss::batch_loss_and_grad;
 use super::optim::{apply, Hyper};
 use crate::models::{readout, Model};
 use crate::tasks::Batch;
@@ -31,7 +31,7 @@ pub fn loss_grads<F: crate::real::Real>(model: &Model, p: &[F], batch: &Batch) -
     let states = model.forward(p, x.view(), h0.view());
     let layout = model.layout();
     let y = readout::forward(p, layout, states.view(), model.readout_width());
-    let (loss, dy) = loss_and_grad(&y, &batch.target, &batch.mask);
+    let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![F::zero(); p.len()];
     let d_states = readout::backward(p, layout, states.view(), model.readout_width(), &dy, &mut grads);
     model.backward(p, x.view(), states.view(), d_states.view(), &mut grads);
@@ -59,7 +59,7 @@ impl Backend for CpuBackend {
         let h0 = Array2::zeros((batch.batch(), self.model.state_width()));
         let states = self.model.forward(&self.params, x, h0.view());
         let y = readout::forward(&self.params, self.model.layout(), states.view(), self.model.readout_width());
-        let (loss, _) = loss_and_grad(&y, &batch.target, &batch.mask);
+        let (loss, _) = batch_loss_and_grad(&y, batch);
         Ok((loss, y.into_raw_vec_and_offset().0))
     }
 

@@ -2,7 +2,7 @@
 //! replayed; the batch goes up, the loss and gradient norm come back.
 
 use super::backend::{Backend, StepOut};
-use super::loss::loss_norm;
+use super::loss::batch_loss_norm;
 use super::optim::Hyper;
 use crate::gpu::ops::{self, Dispatch, LossBuffers, Mat, OptBuffers, OptUniform};
 use crate::gpu::GpuContext;
@@ -107,7 +107,7 @@ impl GpuBackend {
             (rows, o, r),
             feats,
             Mat::transposed(&self.params, l.offset("w_out"), r),
-            Some(l.offset("b_out")),
+            l.get("b_out").ok().map(|v| v.offset),
             Mat::rows(&y, 0, o),
             false,
         )?);
@@ -118,7 +118,9 @@ impl GpuBackend {
 
         let mut backward = Vec::new();
         backward.extend(ops::gemm(ctx, (o, r, rows), Mat::transposed(&dy, 0, o), feats, None, Mat::rows(&self.grads, l.offset("w_out"), r), false)?);
-        backward.push(ops::colsum(ctx, &dy, 0, rows, o, &self.grads, l.offset("b_out"))?);
+        if let Ok(b) = l.get("b_out") {
+            backward.push(ops::colsum(ctx, &dy, 0, rows, o, &self.grads, b.offset)?);
+        }
         backward.extend(ops::gemm(
             ctx,
             (rows, r, o),
@@ -167,7 +169,7 @@ impl GpuBackend {
             Target::Values(v) => ops::write_f32(ctx, &plan.tgt, 0, v),
         }
         ops::write_f32(ctx, &plan.mask, 0, &batch.mask);
-        let norm = loss_norm(&batch.mask, plan.outs, &batch.target) as f32;
+        let norm = batch_loss_norm(batch, plan.outs) as f32;
         ops::write_loss_norm(ctx, &plan.loss_ub, plan.rows, plan.outs, plan.cross_entropy, norm);
         Ok(key)
     }

@@ -17,10 +17,24 @@ pub fn loss_norm(mask: &[f32], outputs: usize, target: &Target) -> f64 {
     }
 }
 
-/// Returns (loss, dL/dy).
+/// The normaliser a batch uses: its own override, else the mean's.
+pub fn batch_loss_norm(batch: &crate::tasks::Batch, outputs: usize) -> f64 {
+    batch.loss_norm.unwrap_or_else(|| loss_norm(&batch.mask, outputs, &batch.target))
+}
+
+/// Returns (loss, dL/dy) for a batch's targets.
+pub fn batch_loss_and_grad<F: Real>(y: &Array2<F>, batch: &crate::tasks::Batch) -> (F, Array2<F>) {
+    loss_and_grad_with_norm(y, &batch.target, &batch.mask, batch_loss_norm(batch, y.dim().1))
+}
+
+/// Returns (loss, dL/dy) with the mean's normaliser.
 pub fn loss_and_grad<F: Real>(y: &Array2<F>, target: &Target, mask: &[f32]) -> (F, Array2<F>) {
+    loss_and_grad_with_norm(y, target, mask, loss_norm(mask, y.dim().1, target))
+}
+
+pub fn loss_and_grad_with_norm<F: Real>(y: &Array2<F>, target: &Target, mask: &[f32], norm: f64) -> (F, Array2<F>) {
     let (rows, outs) = y.dim();
-    let norm = F::from_f64(loss_norm(mask, outs, target));
+    let norm = F::from_f64(norm);
     let mut dy = Array2::zeros((rows, outs));
     let mut total = F::zero();
     match target {

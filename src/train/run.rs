@@ -11,7 +11,8 @@ use crate::config::TrainConfig;
 use crate::device::{resolve, Engine};
 use crate::models::{Dims, Model};
 use crate::rng::Rng;
-use crate::tasks::Task;
+use crate::analysis::eigs::{self, eigen_record, EigRecord};
+use crate::tasks::{FilterKind, Task, TaskKind};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -26,11 +27,27 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const LOSS_PLOT: &str = "loss.svg";
+pub const EIGS_FILE: &str = "eigs.jsonl";
+pub const EIGS_PLOT: &str = "eigs.svg";
+pub const OUTLIER_PLOT: &str = "outlier.svg";
+
+/// Eigenvalues of W and the alignment of u (first input column) and v
+/// (first readout row) with the leading eigenvectors.
+pub fn eigen_snapshot(model: &Model, step: u64, p: &[f32]) -> Result<EigRecord> {
+    let l = model.layout();
+    let n = model.dims().hidden;
+    let input = model.dims().input;
+    let w = &p[l.get("w_rec")?.range()];
+    let w_in = l.get("w_in")?.offset;
+    let u: Vec<f32> = (0..n).map(|i| p[w_in + i * input]).collect();
+    let w_out = l.get("w_out")?.offset;
+    eigen_record(step, w, n, &u, &p[w_out..w_out + n])
+}
 
 pub fn build_model(cfg: &TrainConfig) -> Result<(Task, Model)> {
-    let task = Task::new(cfg.task, cfg.seq_len)?;
+    let task = cfg.task()?;
     let dims = Dims { input: task.input_width(), hidden: cfg.hidden, output: task.output_width() };
-    Ok((task, Model::new(cfg.model, dims)?))
+    Ok((task, Model::with_bias(cfg.model, dims, cfg.bias())?))
 }
 
 pub fn backend(engine: &Engine, model: Model, params: Vec<f32>, cfg: &TrainConfig) -> Result<Box<dyn Backend>> {
@@ -63,6 +80,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
 }
 
 pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result<RunSummary> {
+    let mut cfg = cfg.clone();
+    cfg.resolve();
+    let cfg = &cfg;
     cfg.validate()?;
     let (task, model) = build_model(cfg)?;
     let dir = &opts.out;
@@ -85,6 +105,9 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         // earlier, shorter run: an unbroken run would not have it
         let keep = if ck.step % cfg.log_every == 0 { ck.step } else { ck.step - 1 };
         metrics::truncate_after(&metrics_path, keep)?;
+        if dir.join(EIGS_FILE).exists() {
+            eigs::truncate_after(&dir.join(EIGS_FILE), ck.step)?;
+        }
         say(format!("resuming {} from step {}", dir.display(), ck.step));
         (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng), ck.log_acc)
     } else {
@@ -103,6 +126,11 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         be.load(&p, &m, &v)?;
     }
     let mut data_rng = data_rng;
+    let eigs_path = dir.join(EIGS_FILE);
+    let study = cfg.task == TaskKind::Filter;
+    if study && start == 0 {
+        eigs::append_jsonl(&eigs_path, &eigen_snapshot(&model, 0, &be.params()?)?)?;
+    }
     let optim = cfg.optim();
     let baseline = task.baseline_loss();
     let mut last_ck_step = if opts.resume { Some(start) } else { None };
@@ -169,9 +197,12 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             last_log_t = elapsed;
             last_log_step = step;
         }
+        if study && (step % cfg.eig_interval() == 0 || step == cfg.steps) {
+            eigs::append_jsonl(&eigs_path, &eigen_snapshot(&model, step, &be.params()?)?)?;
+        }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {
             let (m, v) = be.optim_state()?;
-            let ck = Checkpoint { model: model.kind(), dims: model.dims(), step, params: be.params()?, optim_m: m, optim_v: v, data_rng: data_rng.state(), log_acc: pending };
+            let ck = Checkpoint { model: model.kind(), dims: model.dims(), bias: model.has_bias(), step, params: be.params()?, optim_m: m, optim_v: v, data_rng: data_rng.state(), log_acc: pending };
             ck.save(&model, &ck_path)?;
             last_ck_step = Some(step);
         }
@@ -185,6 +216,22 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let lines = metrics::read(&metrics_path)?;
     let title = format!("{} on {:?} (T = {}, hidden {})", model.kind().name(), cfg.task, cfg.seq_len, cfg.hidden);
     crate::plot::loss_svg(&dir.join(LOSS_PLOT), &lines, &title)?;
+    if study {
+        let spec = cfg.filter_spec();
+        let records = eigs::read_jsonl(&eigs_path)?;
+        let what = match spec.kind {
+            FilterKind::Integrator => "integrator".to_string(),
+            FilterKind::Leaky => format!("leaky integrator, λ = {}", spec.decay),
+            FilterKind::Oscillator => format!("damped oscillator, λ = {}, ω = {}", spec.decay, spec.freq),
+        };
+        let (modulus, phase) = match spec.kind {
+            FilterKind::Integrator => (1.0, 0.0),
+            FilterKind::Leaky => (spec.decay, 0.0),
+            FilterKind::Oscillator => (spec.decay, spec.freq),
+        };
+        crate::plot::eigs_svg(&dir.join(EIGS_PLOT), &records, &spec.target_eigs(), &format!("eigenvalues of W during training ({what})"))?;
+        crate::plot::outlier_svg(&dir.join(OUTLIER_PLOT), &records, modulus, Some(phase), &format!("leading eigenvalue ({what})"))?;
+    }
     if final_loss.is_nan() {
         final_loss = lines.last().map(|l| l.loss).unwrap_or(f64::NAN);
     }

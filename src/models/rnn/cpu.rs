@@ -1,37 +1,82 @@
 //! CPU reference for the Elman RNN, generic over f32/f64.
+//!
+//! Shaped like the GPU path: the input projection and the weight gradients
+//! are single products over all T·B rows; only the recurrence loops over
+//! time, writing in place (no per-step allocation: small models such as the
+//! linear-RNN study are dominated by it otherwise).
 
 use super::{Activation, Rnn};
 use crate::cpu::{view1, view2};
 use crate::real::Real;
-use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis, Zip};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
-impl Rnn {
-    fn activate<F: Real>(&self, a: &mut Array2<F>) {
-        if self.act == Activation::Tanh {
-            a.mapv_inplace(|v| v.tanh());
+/// Batches up to this size run the recurrence as plain loops.
+const SMALL_BATCH: usize = 4;
+
+/// Dot product with four partial sums (lets the compiler use SIMD lanes).
+fn dot<F: Real>(a: &[F], b: &[F]) -> F {
+    let mut acc = [F::zero(); 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] = acc[l] + x[l] * y[l];
         }
     }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ra.iter().zip(rb) {
+        s = s + *x * *y;
+    }
+    s
+}
 
-    /// Multiply `d` by act'(pre) written in terms of the output `h`.
-    fn times_act_grad<F: Real>(&self, d: &mut Array2<F>, h: ArrayView2<F>) {
-        if self.act == Activation::Tanh {
-            Zip::from(d).and(h).for_each(|d, &h| *d = *d * (F::one() - h * h));
+impl Rnn {
+    /// dL/d(pre-activation) from dL/dh, written in terms of the output h.
+    fn act_grad<F: Real>(&self, h: F) -> F {
+        match self.act {
+            Activation::Tanh => F::one() - h * h,
+            Activation::Linear => F::one(),
         }
     }
 
     pub fn forward<F: Real>(&self, p: &[F], x: ArrayView3<F>, h0: ArrayView2<F>) -> Array3<F> {
-        let (t_len, batch, _) = x.dim();
+        let (t_len, batch, input) = x.dim();
         let h = self.dims.hidden;
         let w_in = view2(p, &self.layout, "w_in");
         let w_rec = view2(p, &self.layout, "w_rec");
-        let b = view1(p, &self.layout, "b");
         let mut hs = Array3::zeros((t_len + 1, batch, h));
         hs.slice_mut(s![0, .., ..]).assign(&h0);
+        {
+            // pre-activations of every step from the inputs, into slots 1..=T
+            let x2 = x.to_shape((t_len * batch, input)).expect("contiguous inputs");
+            let mut rest = hs.slice_mut(s![1.., .., ..]);
+            let mut pre = rest.view_mut().into_shape_with_order((t_len * batch, h)).expect("contiguous states");
+            general_mat_mul(F::one(), &x2, &w_in.t(), F::zero(), &mut pre);
+            if self.bias {
+                let b = view1(p, &self.layout, "b");
+                for mut row in pre.rows_mut() {
+                    row.zip_mut_with(&b, |a, &c| *a = *a + c);
+                }
+            }
+        }
         for t in 0..t_len {
-            let mut pre = x.index_axis(Axis(0), t).dot(&w_in.t());
-            pre = pre + hs.index_axis(Axis(0), t).dot(&w_rec.t()) + &b;
-            self.activate(&mut pre);
-            hs.index_axis_mut(Axis(0), t + 1).assign(&pre);
+            let (prev, mut next) = hs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
+            if batch <= SMALL_BATCH {
+                // a GEMM call costs more than the product at these sizes
+                let w = w_rec.as_slice().expect("row-major w_rec");
+                for (pr, mut nx) in prev.rows().into_iter().zip(next.rows_mut()) {
+                    let pr = pr.as_slice().expect("contiguous state");
+                    for (i, v) in nx.iter_mut().enumerate() {
+                        *v = *v + dot(&w[i * h..(i + 1) * h], pr);
+                    }
+                }
+            } else {
+                general_mat_mul(F::one(), &prev.view(), &w_rec.t(), F::one(), &mut next);
+            }
+            if self.act == Activation::Tanh {
+                next.mapv_inplace(|v| v.tanh());
+            }
         }
         hs
     }
@@ -47,41 +92,64 @@ impl Rnn {
         let (t_len, batch, input) = x.dim();
         let h = self.dims.hidden;
         let w_rec = view2(p, &self.layout, "w_rec");
-        let mut dw_in = Array2::<F>::zeros((h, input));
-        let mut dw_rec = Array2::<F>::zeros((h, h));
-        let mut db = ndarray::Array1::<F>::zeros(h);
-        // da_next = dL/d(pre-activation) at t+1
-        let mut da_next = Array2::<F>::zeros((batch, h));
+        // da_t = (d_states_t + da_{t+1} · w_rec) ⊙ act'(h_t), written in place
+        let mut da = d_states.to_owned();
         for t in (0..t_len).rev() {
-            let mut da = d_states.index_axis(Axis(0), t).to_owned() + da_next.dot(&w_rec);
-            self.times_act_grad(&mut da, states.index_axis(Axis(0), t + 1));
-            dw_rec = dw_rec + da.t().dot(&states.index_axis(Axis(0), t));
-            dw_in = dw_in + da.t().dot(&x.index_axis(Axis(0), t));
-            db = db + da.sum_axis(Axis(0));
-            da_next = da;
+            if t + 1 < t_len {
+                let (mut cur, next) = da.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
+                if batch <= SMALL_BATCH {
+                    let w = w_rec.as_slice().expect("row-major w_rec");
+                    for (nx, mut cr) in next.rows().into_iter().zip(cur.rows_mut()) {
+                        let cr = cr.as_slice_mut().expect("contiguous");
+                        for (j, &g) in nx.iter().enumerate() {
+                            for (c, &wv) in cr.iter_mut().zip(&w[j * h..(j + 1) * h]) {
+                                *c = *c + g * wv;
+                            }
+                        }
+                    }
+                } else {
+                    general_mat_mul(F::one(), &next.view(), &w_rec, F::one(), &mut cur);
+                }
+            }
+            if self.act != Activation::Linear {
+                let mut cur = da.index_axis_mut(Axis(0), t);
+                cur.zip_mut_with(&states.index_axis(Axis(0), t + 1), |d, &hv| *d = *d * self.act_grad(hv));
+            }
         }
-        let add = |grads: &mut [F], name: &str, vals: &[F]| {
+        let rows = t_len * batch;
+        let da2 = da.to_shape((rows, h)).expect("contiguous");
+        let prev = states.slice(s![..t_len, .., ..]);
+        let prev2 = prev.to_shape((rows, h)).expect("contiguous states");
+        let x2 = x.to_shape((rows, input)).expect("contiguous inputs");
+        let add = |grads: &mut [F], name: &str, vals: &Array2<F>| {
             let o = self.layout.offset(name);
-            for (g, v) in grads[o..o + vals.len()].iter_mut().zip(vals) {
+            for (g, v) in grads[o..o + vals.len()].iter_mut().zip(vals.iter()) {
                 *g = *g + *v;
             }
         };
-        add(grads, "w_in", dw_in.as_standard_layout().as_slice().unwrap());
-        add(grads, "w_rec", dw_rec.as_standard_layout().as_slice().unwrap());
-        add(grads, "b", db.as_slice().unwrap());
-        da_next.dot(&w_rec)
+        add(grads, "w_rec", &da2.t().dot(&prev2));
+        add(grads, "w_in", &da2.t().dot(&x2));
+        if self.bias {
+            let db = da2.sum_axis(Axis(0));
+            let o = self.layout.offset("b");
+            for (g, v) in grads[o..o + h].iter_mut().zip(db.iter()) {
+                *g = *g + *v;
+            }
+        }
+        if t_len == 0 {
+            return Array2::zeros((batch, h));
+        }
+        da.index_axis(Axis(0), 0).dot(&w_rec)
     }
 
     /// J_t Q with J_t = diag(act'(h_t)) w_rec.
     pub fn tangent<F: Real>(&self, p: &[F], h_t: &[F], q: ArrayView2<F>) -> Array2<F> {
         let w_rec = view2(p, &self.layout, "w_rec");
         let mut out = w_rec.dot(&q);
-        if self.act == Activation::Tanh {
-            for (mut row, &h) in out.axis_iter_mut(Axis(0)).zip(h_t) {
-                row.mapv_inplace(|v| v * (F::one() - h * h));
-            }
+        for (mut row, &h) in out.axis_iter_mut(Axis(0)).zip(h_t) {
+            let g = self.act_grad(h);
+            row.mapv_inplace(|v| v * g);
         }
         out
     }
 }
-

@@ -93,7 +93,7 @@ impl Rnn {
             (rows, h, i_w),
             Mat::rows(io.x, 0, i_w),
             Mat::transposed(io.params, l.offset("w_in"), i_w),
-            Some(l.offset("b")),
+            l.get("b").ok().map(|v| v.offset),
             Mat::rows(&pre, 0, h),
             false,
         )?);
@@ -112,7 +112,9 @@ impl Rnn {
         // dw_rec = daᵀ · h_{t-1} over all rows: states slots 0..T are the previous states
         backward.extend(gemm(ctx, (h, h, rows), Mat::transposed(&da, 0, h), Mat::rows(io.states, 0, h), None, Mat::rows(io.grads, l.offset("w_rec"), h), false)?);
         backward.extend(gemm(ctx, (h, i_w, rows), Mat::transposed(&da, 0, h), Mat::rows(io.x, 0, i_w), None, Mat::rows(io.grads, l.offset("w_in"), i_w), false)?);
-        backward.push(colsum(ctx, &da, 0, rows, h, io.grads, l.offset("b"))?);
+        if let Ok(b) = l.get("b") {
+            backward.push(colsum(ctx, &da, 0, rows, h, io.grads, b.offset)?);
+        }
         Ok(FamilyPlan { forward, backward, persistent: shape.persistent, _scratch: vec![pre, da] })
     }
 }

@@ -20,17 +20,21 @@ pub enum Activation {
 pub struct Rnn {
     pub dims: Dims,
     pub act: Activation,
+    /// hidden bias `b` and readout bias `b_out` (the linear-RNN study has none)
+    pub bias: bool,
     pub layout: ParamLayout,
 }
 
 impl Rnn {
-    pub fn new(dims: Dims, act: Activation) -> Self {
+    pub fn new(dims: Dims, act: Activation, bias: bool) -> Self {
         let mut layout = ParamLayout::new();
         layout.push("w_in", &[dims.hidden, dims.input]);
         layout.push("w_rec", &[dims.hidden, dims.hidden]);
-        layout.push("b", &[dims.hidden]);
-        super::readout::push_layout(&mut layout, dims.hidden, dims.output);
-        Rnn { dims, act, layout }
+        if bias {
+            layout.push("b", &[dims.hidden]);
+        }
+        super::readout::push_layout(&mut layout, dims.hidden, dims.output, bias);
+        Rnn { dims, act, bias, layout }
     }
 
     pub fn init(&self, init: &InitConfig, rng: &mut Rng) -> Vec<f32> {
