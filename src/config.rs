@@ -102,6 +102,37 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The linear-RNN study with settings that reproduce its behaviour:
+    /// N = 32, weights started at scale 0.05, plain gradient descent on the
+    /// exact expected loss, eigenvalues recorded at every metrics line.
+    pub fn study(filter: FilterKind) -> Self {
+        let (decay, horizon, lr, steps, log_every) = match filter {
+            FilterKind::Leaky => (0.9, 60, 5e-3, 1000, 10),
+            FilterKind::Oscillator => (0.95, 120, 2e-3, 5000, 50),
+            FilterKind::Integrator => (1.0, 20, 1e-3, 30_000, 500),
+        };
+        TrainConfig {
+            task: TaskKind::Filter,
+            model: ModelKind::Linear,
+            filter,
+            decay,
+            freq: 0.3,
+            horizon,
+            objective: Objective::Population,
+            hidden: 32,
+            init_scale: 0.05,
+            optimizer: OptimKind::Sgd,
+            clip: 0.0,
+            lr,
+            steps,
+            log_every,
+            checkpoint_every: steps,
+            seed: 7,
+            device: "auto".into(),
+            ..Default::default()
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("bad config file {}", path.display()))

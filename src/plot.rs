@@ -153,10 +153,16 @@ pub fn eigs_svg(path: &Path, records: &[EigRecord], targets: &[[f64; 2]], title:
     }
     if targets.iter().any(finite) {
         chart
-            .draw_series(targets.iter().filter(|z| finite(z)).map(|z| Cross::new((z[0], z[1]), 9, BLACK.stroke_width(3))))
+            .draw_series(targets.iter().filter(|z| finite(z)).map(|z| Cross::new((z[0], z[1]), 9, BLACK.stroke_width(2))))
             .map_err(|e| err(&e))?
             .label("target")
             .legend(|(x, y)| Cross::new((x + 10, y), 6, BLACK.stroke_width(2)));
+        // the final eigenvalues on top of the crosses, so a converged
+        // outlier shows where it landed
+        let fin = order[order.len() - 1];
+        let colour = step_colour(progress(fin.step));
+        let pts = fin.eigs.iter().filter(|z| finite(z)).map(|z| Circle::new((z[0], z[1]), 4, colour.filled()));
+        chart.draw_series(pts).map_err(|e| err(&e))?;
     }
     chart
         .configure_series_labels()

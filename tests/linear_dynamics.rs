@@ -9,36 +9,16 @@ use longmem::analysis::eigs::{read_jsonl, EigRecord};
 use longmem::config::TrainConfig;
 use longmem::device::Engine;
 use longmem::gpu::testing::test_context;
-use longmem::models::ModelKind;
 use longmem::real::cast_vec;
 use longmem::rng::Rng;
-use longmem::tasks::{Batch, FilterKind, Objective, Target, TaskKind};
+use longmem::tasks::{Batch, FilterKind, Objective, Target};
 use longmem::train::cpu::loss_grads;
 use longmem::train::metrics::{self, MetricsLine};
-use longmem::train::optim::OptimKind;
 use longmem::train::run::{build_model, train_on, RunOptions, EIGS_FILE, EIGS_PLOT, METRICS_FILE, OUTLIER_PLOT};
 use std::path::PathBuf;
 
 fn study(filter: FilterKind, decay: f64, horizon: usize, lr: f64, steps: u64, log_every: u64) -> TrainConfig {
-    TrainConfig {
-        task: TaskKind::Filter,
-        model: ModelKind::Linear,
-        filter,
-        decay,
-        freq: 0.3,
-        horizon,
-        objective: Objective::Population,
-        hidden: 32,
-        init_scale: 0.05,
-        optimizer: OptimKind::Sgd,
-        clip: 0.0,
-        lr,
-        steps,
-        log_every,
-        checkpoint_every: steps,
-        seed: 7,
-        ..Default::default()
-    }
+    TrainConfig { decay, horizon, lr, steps, log_every, checkpoint_every: steps, ..TrainConfig::study(filter) }
 }
 
 struct Run {
