@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(b.x.dim(), (16, 2, 2));
         assert_eq!(b.loss_norm, Some(0.5));
         let Target::Values(y) = &b.target else { panic!() };
-        assert_eq!(y[(3 * 2 + 1) * 2 + 1], 0.9f32.powi(3));
+        assert!((y[(3 * 2 + 1) * 2 + 1] as f64 - 0.9f64.powi(3)).abs() < 1e-7);
         assert_eq!(y[(3 * 2 + 1) * 2], 0.0);
         assert_eq!(y[(12 * 2 + 1) * 2 + 1], 0.0, "zero past the horizon");
         assert!((s.zero_predictor_loss() - 0.5 * 2.0 * (0..8).map(|k| 0.81f64.powi(k)).sum::<f64>()).abs() < 1e-12);
