@@ -1,9 +1,10 @@
 // One optimizer step over the flat parameter vector, with gradient-norm
 // clipping: stats[1] holds the squared gradient norm from reduce.wgsl.
 // kind 0: SGD (with momentum if momentum > 0), 1: RMSprop, 2: Adam.
+// wd > 0 adds decoupled weight decay (AdamW): p -= lr · (step + wd · p).
 
 struct Opt {
-    n: u32, kind: u32, _p0: u32, _p1: u32,
+    n: u32, kind: u32, wd: f32, _p1: u32,
     lr: f32, beta1: f32, beta2: f32, eps: f32,
     momentum: f32, clip: f32, c1: f32, c2: f32,
 }
@@ -29,22 +30,25 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             g = g * (o.clip / norm);
         }
     }
+    let p = params[i];
+    var step = 0.0;
     if (o.kind == 0u) {
         if (o.momentum > 0.0) {
             let mi = o.momentum * m[i] + g;
             m[i] = mi;
             g = mi;
         }
-        params[i] = params[i] - o.lr * g;
+        step = g;
     } else if (o.kind == 1u) {
         let vi = o.beta2 * v[i] + (1.0 - o.beta2) * g * g;
         v[i] = vi;
-        params[i] = params[i] - o.lr * g / (sqrt(vi) + o.eps);
+        step = g / (sqrt(vi) + o.eps);
     } else {
         let mi = o.beta1 * m[i] + (1.0 - o.beta1) * g;
         let vi = o.beta2 * v[i] + (1.0 - o.beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        params[i] = params[i] - o.lr * (mi / o.c1) / (sqrt(vi / o.c2) + o.eps);
+        step = (mi / o.c1) / (sqrt(vi / o.c2) + o.eps);
     }
+    params[i] = p - o.lr * (step + o.wd * p);
 }

@@ -39,6 +39,8 @@ pub struct TrainConfig {
     pub eps: f64,
     /// global gradient-norm clip (0 = off)
     pub clip: f64,
+    /// decoupled weight decay (AdamW with --optimizer adam)
+    pub weight_decay: f64,
     pub schedule: Schedule,
     pub log_every: u64,
     pub checkpoint_every: u64,
@@ -59,6 +61,8 @@ pub struct TrainConfig {
     pub objective: Objective,
     /// record W's eigenvalues every N steps (0: at every metrics line)
     pub eig_every: u64,
+    /// d of the delayed-copy and delayed-XOR tasks
+    pub delay: usize,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +89,7 @@ impl Default for TrainConfig {
             rms_decay: 0.9,
             eps: 1e-8,
             clip: 1.0,
+            weight_decay: 0.0,
             schedule: Schedule::Constant,
             log_every: 50,
             checkpoint_every: 500,
@@ -97,6 +102,7 @@ impl Default for TrainConfig {
             channels: 1,
             objective: Objective::Sampled,
             eig_every: 0,
+            delay: 10,
         }
     }
 }
@@ -189,6 +195,7 @@ impl TrainConfig {
     pub fn task(&self) -> Result<Task> {
         match self.task {
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),
+            TaskKind::DelayedCopy | TaskKind::DelayedXor => Task::delayed(self.task, self.seq_len, self.delay),
             k => Task::new(k, self.seq_len),
         }
     }
@@ -223,6 +230,7 @@ impl TrainConfig {
             rms_decay: self.rms_decay,
             eps: self.eps,
             clip: self.clip,
+            weight_decay: self.weight_decay,
         }
     }
 

@@ -116,3 +116,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod qr_det_tests {
+    use super::*;
+
+    #[test]
+    fn qr_diagonal_gives_log_det_of_ill_conditioned_matrices() {
+        let mut rng = Rng::seed(8);
+        let n = 12;
+        for p in [1, 3, 5, 8] {
+            let w: Vec<f64> = (0..n * n).map(|_| rng.normal() * 0.8 / (n as f64).sqrt()).collect();
+            let wm = nalgebra::DMatrix::from_row_slice(n, n, &w);
+            let mut a = nalgebra::DMatrix::<f64>::identity(n, n);
+            for _ in 0..p {
+                a = &wm * a;
+            }
+            let rows: Vec<f64> = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).map(|(i, j)| a[(i, j)]).collect();
+            let (_, r) = qr_f64(&rows, n, n);
+            let s: f64 = (0..n).map(|i| r[i * n + i].abs().ln()).sum();
+            let ld = p as f64 * wm.clone().lu().determinant().abs().ln();
+            assert!((s - ld).abs() < 1e-6 * ld.abs(), "p={p}: {s} vs {ld}");
+        }
+    }
+}

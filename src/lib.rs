@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod lyapunov;
 pub mod models;
 pub mod params;
 pub mod real;

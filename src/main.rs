@@ -24,6 +24,8 @@ enum Cmd {
     Train(TrainArgs),
     /// Evaluate a run's checkpoint on fresh batches
     Eval(EvalArgs),
+    /// Lyapunov spectrum of a fresh model or a run's checkpoint; writes lyapunov.json and lyapunov.svg
+    Lyapunov(LyapArgs),
     /// List GPU adapters with their limits and features
     Info {
         /// print JSON
@@ -70,6 +72,9 @@ struct TrainArgs {
     /// clip the global gradient norm (0 = off)
     #[arg(long)]
     clip: Option<f64>,
+    /// decoupled weight decay (AdamW with --optimizer adam)
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// multiply the learning rate by --lr-decay every N steps
     #[arg(long, value_name = "N")]
     lr_decay_every: Option<u64>,
@@ -126,6 +131,9 @@ struct TrainArgs {
     /// record W's eigenvalues every N steps (0: at every metrics line)
     #[arg(long, value_name = "N")]
     eig_every: Option<u64>,
+    /// delayed-copy / delayed-xor: the delay d
+    #[arg(long)]
+    delay: Option<usize>,
     /// no log lines or progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -151,6 +159,123 @@ struct EvalArgs {
     json: bool,
 }
 
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+struct LyapArgs {
+    /// take the model and parameters from this run directory
+    #[arg(long, value_name = "DIR")]
+    run: Option<PathBuf>,
+    /// fresh model: rnn | linear
+    #[arg(long, default_value = "rnn")]
+    model: String,
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// fresh model: recurrent gain g (gaussian W ~ N(0, g²/N))
+    #[arg(long, default_value_t = 1.0)]
+    gain: f64,
+    /// fresh model: gaussian | orthogonal | identity
+    #[arg(long, default_value = "gaussian")]
+    init: String,
+    /// fresh model: the task that sets the input width (and `--input task`)
+    #[arg(long, default_value = "adding")]
+    task: String,
+    /// number of exponents (default: all N, at most 64)
+    #[arg(long)]
+    k: Option<usize>,
+    /// steps between QR re-orthonormalisations
+    #[arg(long, default_value_t = 1)]
+    reortho: usize,
+    /// state-only steps before the tangent dynamics start
+    #[arg(long, default_value_t = 200)]
+    transient: usize,
+    /// tangent steps not accumulated
+    #[arg(long, default_value_t = 100)]
+    tangent_transient: usize,
+    /// accumulated steps
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    #[arg(long, default_value_t = 4)]
+    trajectories: usize,
+    /// driving input: task | zeros | noise
+    #[arg(long, default_value = "zeros")]
+    input: String,
+    #[arg(long, default_value_t = 1.0)]
+    noise_std: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto | gpu | cpu
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, env = "LONGMEM_ADAPTER")]
+    adapter: Option<String>,
+    /// where lyapunov.json and lyapunov.svg go (default: the run directory, else runs/lyapunov-<time>)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// print the report as JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+fn lyapunov(a: LyapArgs) -> Result<()> {
+    use longmem::lyapunov::{run as lrun, LyapInput, LyapunovConfig};
+    let fresh = TrainConfig {
+        task: TaskKind::parse(&a.task)?,
+        model: ModelKind::parse(&a.model)?,
+        hidden: a.hidden,
+        gain: a.gain,
+        init: InitKind::parse(&a.init)?,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let (cfg, model, params) = lrun::load_model(a.run.as_deref(), &fresh)?;
+    let n = model.state_width();
+    let lcfg = LyapunovConfig {
+        k: a.k.unwrap_or(n.min(64)),
+        reortho: a.reortho,
+        transient: a.transient,
+        tangent_transient: a.tangent_transient,
+        steps: a.steps,
+        trajectories: a.trajectories,
+        input: LyapInput::parse(&a.input)?,
+        noise_std: a.noise_std,
+        h0_std: 0.5,
+        seed: a.seed,
+    };
+    lcfg.validate(n)?;
+    let engine = resolve(&a.device, a.adapter.as_deref())?;
+    if !a.json {
+        eprintln!("device: {}", engine.describe());
+    }
+    let spectrum = lrun::compute(&engine, &model, &params, &cfg, &lcfg)?;
+    let report = lrun::Report {
+        spectrum,
+        settings: lcfg,
+        model: model.kind().name().to_string(),
+        hidden: n,
+        run: a.run.as_ref().map(|p| p.display().to_string()),
+        device: engine.describe(),
+    };
+    let out = match (&a.out, &a.run) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            PathBuf::from("runs").join(format!("lyapunov-{secs}"))
+        }
+    };
+    lrun::write(&out, &report)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let s = &report.spectrum;
+        let lead: Vec<String> = s.exponents.iter().take(5).map(|e| format!("{e:.5}")).collect();
+        println!("leading exponents (nats/step): {}", lead.join(", "));
+        println!("λ1 = {:.5} ± {:.5}, sum of {} exponents = {:.5}", s.exponents[0], s.std_error[0], s.k, s.sum);
+        println!("wrote {} and {}", out.join(lrun::JSON_FILE).display(), out.join(lrun::PLOT_FILE).display());
+    }
+    Ok(())
+}
+
 fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     if a.resume.is_some() && (a.out.is_some() || a.config.is_some()) {
         anyhow::bail!("--resume DIR continues the run in DIR with its own config.toml; it cannot be combined with --out or --config");
@@ -174,6 +299,7 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(lr);
     set!(momentum);
     set!(clip);
+    set!(weight_decay);
     set!(seed);
     set!(gain);
     set!(init_scale);
@@ -186,6 +312,7 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(horizon);
     set!(channels);
     set!(eig_every);
+    set!(delay);
     if a.bias.is_some() {
         c.bias = a.bias;
     }
@@ -294,6 +421,7 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Train(a) => train(a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Lyapunov(a) => lyapunov(a),
         Cmd::Info { json } => info(json),
     };
     if let Err(e) = result {

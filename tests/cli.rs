@@ -542,3 +542,33 @@ fn resume_refuses_to_go_backwards_or_mix_flags() {
     ok(tmp.path(), &["train", "--resume", r, "--steps", "15", "-q"]);
     assert_eq!(read_metrics(&run).last().unwrap()["step"].as_u64(), Some(15));
 }
+
+#[test]
+fn lyapunov_on_a_fresh_model_and_on_a_run() {
+    let tmp = TempDir::new("lyapunov");
+    let out = tmp.join("spec");
+    let args = ["lyapunov", "--hidden", "16", "--gain", "3", "--steps", "300", "--k", "5", "--device", "cpu", "--out", out.to_str().unwrap(), "--json"];
+    let r = json_stdout(&args, &ok(tmp.path(), &args));
+    let ex: Vec<f64> = r["exponents"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(ex.len(), 5);
+    assert!(ex.windows(2).all(|w| w[0] >= w[1]), "not sorted: {ex:?}");
+    assert!((num(&r, "sum") - ex.iter().sum::<f64>()).abs() < 1e-9);
+    assert_eq!(r["k"].as_u64(), Some(5));
+    assert_eq!(r["steps"].as_u64(), Some(300));
+    assert!(ex[0] > 0.0, "g = 3 is chaotic: {ex:?}");
+    assert!(!r["running_lambda1"].as_array().unwrap().is_empty());
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(out.join("lyapunov.json")).unwrap()).unwrap();
+    assert_eq!(file["exponents"], r["exponents"]);
+    assert!(std::fs::read_to_string(out.join("lyapunov.svg")).unwrap().contains("<svg"));
+
+    // on a trained run's checkpoint, written into the run directory
+    let run = tmp.join("run");
+    train(tmp.path(), &run, &["--task", "adding", "--steps", "5", "-q"]);
+    let args = ["lyapunov", "--run", run.to_str().unwrap(), "--steps", "50", "--k", "3", "--input", "task", "--device", "cpu"];
+    let o = ok(tmp.path(), &args);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("λ1"));
+    assert!(run.join("lyapunov.json").exists() && run.join("lyapunov.svg").exists());
+
+    fails(tmp.path(), &["lyapunov", "--hidden", "8", "--k", "9", "--device", "cpu"], &["--k"]);
+    fails(tmp.path(), &["lyapunov", "--input", "sideways", "--device", "cpu"], &["sideways"]);
+}

@@ -1,7 +1,7 @@
 //! Each shared GPU kernel on fresh random inputs against the CPU reference.
 //! The seed is printed; set LONGMEM_TEST_SEED to replay a failure.
 
-use longmem::gpu::ops::{self, Dispatch, LossBuffers, Mat, OptBuffers, OptUniform};
+use longmem::gpu::ops::{self, Dispatch, GemmKernel, LossBuffers, Mat, OptBuffers, OptUniform};
 use longmem::gpu::testing::test_context;
 use longmem::gpu::GpuContext;
 use longmem::models::rnn::gpu::scan_shape;
@@ -55,11 +55,11 @@ fn gemm_all_transposes_bias_and_accumulate() {
                 // A at offset 3, B at offset 5, bias after B, C at offset 2
                 let amat = |i: usize, kk: usize| if ta { a[3 + kk * m + i] } else { a[3 + i * k + kk] } as f64;
                 let bmat = |kk: usize, j: usize| if tb { b[5 + j * k + kk] } else { b[5 + kk * n + j] } as f64;
-                for (bias, acc) in [(false, false), (true, true)] {
+                for (bias, acc, which) in [(false, false, GemmKernel::Tiled), (true, true, GemmKernel::Tiled), (false, false, GemmKernel::Direct), (true, true, GemmKernel::Direct)] {
                     let (ab, bb, cb) = (upload(&ctx, &a), upload(&ctx, &b), upload(&ctx, &c0));
                     let am = if ta { Mat::transposed(&ab, 3, m) } else { Mat::rows(&ab, 3, k) };
                     let bm = if tb { Mat::transposed(&bb, 5, k) } else { Mat::rows(&bb, 5, n) };
-                    let ds = ops::gemm(&ctx, (m, n, k), am, bm, bias.then_some(5 + k * n), Mat::rows(&cb, 2, n), acc).unwrap();
+                    let ds = ops::gemm_with(&ctx, which, (m, n, k), am, bm, bias.then_some(5 + k * n), Mat::rows(&cb, 2, n), acc).unwrap();
                     run(&ctx, &ds);
                     let got = ops::read_f32(&ctx, &cb, 2, m * n).unwrap();
                     let mut want = vec![0f64; m * n];
@@ -76,7 +76,7 @@ fn gemm_all_transposes_bias_and_accumulate() {
                         }
                     }
                     let e = rel_err(&got, &want);
-                    assert!(e < 1e-5, "gemm {m}x{n}x{k} ta={ta} tb={tb} bias={bias}: rel err {e}");
+                    assert!(e < 1e-5, "gemm {which:?} {m}x{n}x{k} ta={ta} tb={tb} bias={bias}: rel err {e}");
                     // nothing written outside C
                     let head = ops::read_f32(&ctx, &cb, 0, 2).unwrap();
                     assert_eq!(head, c0[..2].to_vec());
@@ -160,8 +160,8 @@ fn optimizers_match_cpu_with_and_without_clipping() {
     let mut rng = fresh_rng("optim");
     let n = 1003;
     for (kind, momentum) in [(OptimKind::Sgd, 0.0), (OptimKind::Sgd, 0.9), (OptimKind::Rmsprop, 0.0), (OptimKind::Adam, 0.0)] {
-        for clip in [0.0, 1.0] {
-            let cfg = OptimConfig { kind, momentum, clip, lr: 0.01, ..Default::default() };
+        for (clip, weight_decay) in [(0.0, 0.0), (1.0, 0.0), (1.0, 0.05)] {
+            let cfg = OptimConfig { kind, momentum, clip, weight_decay, lr: 0.01, ..Default::default() };
             let mut p = randn(&mut rng, n);
             let mut m: Vec<f32> = randn(&mut rng, n).iter().map(|v| v * 0.1).collect();
             let mut v: Vec<f32> = randn(&mut rng, n).iter().map(|v| v * v * 0.01).collect();
@@ -175,7 +175,7 @@ fn optimizers_match_cpu_with_and_without_clipping() {
                 let ob = OptBuffers { params: &pb, grads: &gb, m: &mb, v: &vb, stats: &stats };
                 let (d, ub) = ops::optimizer(&ctx, n, &ob).unwrap();
                 let u = OptUniform {
-                    n: n as u32, kind: h.kind, _p0: 0, _p1: 0, lr: h.lr, beta1: h.beta1, beta2: h.beta2,
+                    n: n as u32, kind: h.kind, wd: h.wd, _p1: 0, lr: h.lr, beta1: h.beta1, beta2: h.beta2,
                     eps: h.eps, momentum: h.momentum, clip: h.clip, c1: h.c1, c2: h.c2,
                 };
                 ctx.queue.write_buffer(&ub, 0, bytemuck::bytes_of(&u));
@@ -185,7 +185,7 @@ fn optimizers_match_cpu_with_and_without_clipping() {
             let got = ops::read_f32(&ctx, &pb, 0, n).unwrap();
             let want: Vec<f64> = p.iter().map(|&x| x as f64).collect();
             let e = rel_err(&got, &want);
-            assert!(e < 1e-5, "{kind:?} momentum {momentum} clip {clip}: params rel err {e}");
+            assert!(e < 1e-5, "{kind:?} momentum {momentum} clip {clip} wd {weight_decay}: params rel err {e}");
         }
     }
 }

@@ -32,7 +32,12 @@ fn check(case: &Case) {
     let task = Task::new(case.task, case.t).unwrap();
     let dims = Dims { input: task.input_width(), hidden: case.hidden, output: task.output_width() };
     let model = Model::new(case.kind, dims).unwrap();
-    let mut rng = Rng::seed(11);
+    // fresh random inputs each run; LONGMEM_TEST_SEED replays one
+    let seed = std::env::var("LONGMEM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+    });
+    eprintln!("gpu_train_step: LONGMEM_TEST_SEED={seed}");
+    let mut rng = Rng::seed(seed);
     let params = model.init(&InitConfig { gain: 0.9, ..Default::default() }, &mut rng);
     let scan = ScanOptions { mode: case.scan, max_steps_per_dispatch: case.chunk };
     let mut gpu = GpuBackend::new(ctx, model.clone(), &params, scan).unwrap();

@@ -162,11 +162,43 @@ struct GemmUniform {
     _pad: u32,
 }
 
+/// Which GEMM kernel: tiled through workgroup memory, or one invocation
+/// per output with no barriers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    Tiled,
+    Direct,
+}
+
+/// Tiled on hardware; direct on software adapters (lavapipe), where every
+/// workgroup barrier costs a coroutine switch per invocation.
+pub fn gemm_kernel_for(ctx: &GpuContext) -> GemmKernel {
+    if ctx.is_software() {
+        GemmKernel::Direct
+    } else {
+        GemmKernel::Tiled
+    }
+}
+
 /// C (m×n, rows `c.rs` apart, `c.cs` must be 1) = A·B (+ bias from B's buffer); rows are
 /// split over several dispatches when past the workgroup-count limit.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     ctx: &GpuContext,
+    mnk: (usize, usize, usize),
+    a: Mat,
+    b: Mat,
+    bias_off: Option<usize>,
+    c: Mat,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    gemm_with(ctx, gemm_kernel_for(ctx), mnk, a, b, bias_off, c, accumulate)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    ctx: &GpuContext,
+    which: GemmKernel,
     (m, n, k): (usize, usize, usize),
     a: Mat,
     b: Mat,
@@ -174,20 +206,22 @@ pub fn gemm(
     c: Mat,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
-    let kernel = ctx.kernel(&shaders::GEMM, "main", &[], &[Binding::Uniform, Binding::Read, Binding::Read, Binding::ReadWrite])?;
+    let entry = if which == GemmKernel::Tiled { "main" } else { "direct" };
+    let kernel = ctx.kernel(&shaders::GEMM, entry, &[], &[Binding::Uniform, Binding::Read, Binding::Read, Binding::ReadWrite])?;
     assert_eq!(c.cs, 1, "GEMM output rows must be contiguous");
     let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let cols = n.div_ceil(16);
     if cols > max {
         bail!("GEMM with {n} columns exceeds the workgroup-count limit");
     }
-    let rows_per = max * 16;
+    // direct: rows per dispatch such that rows·n invocations fit one grid
+    let rows_per = if which == GemmKernel::Tiled { max * 16 } else { (max * 64 / n.max(1)).max(1) };
     let mut out = Vec::new();
     let mut row0 = 0;
     while row0 < m.max(1) {
         let rows = (m - row0).min(rows_per);
         let u = GemmUniform {
-            m: m as u32,
+            m: (row0 + rows) as u32, // this dispatch's last row + 1
             n: n as u32,
             k: k as u32,
             accumulate: accumulate as u32,
@@ -206,7 +240,11 @@ pub fn gemm(
         };
         let ub = uniform(ctx, &u);
         let bind = bind(ctx, &kernel, &[&ub, a.buf, b.buf, c.buf]);
-        out.push(Dispatch { kernel: kernel.clone(), bind, groups: (cols.max(1) as u32, rows.div_ceil(16).max(1) as u32, 1) });
+        let groups = match which {
+            GemmKernel::Tiled => (cols.max(1) as u32, rows.div_ceil(16).max(1) as u32, 1),
+            GemmKernel::Direct => grid(ctx, rows * n, 64)?,
+        };
+        out.push(Dispatch { kernel: kernel.clone(), bind, groups });
         row0 += rows;
         if m == 0 {
             break;
@@ -295,7 +333,7 @@ fn loss_uniform(rows: usize, outs: usize, cross_entropy: bool, norm: f32) -> Los
 pub struct OptUniform {
     pub n: u32,
     pub kind: u32,
-    pub _p0: u32,
+    pub wd: f32,
     pub _p1: u32,
     pub lr: f32,
     pub beta1: f32,

@@ -1,6 +1,7 @@
 //! Synthetic tasks. Batches are always made on the CPU from the data stream
 //! of the run's seed, so the CPU and GPU paths see identical data.
 
+mod delayed;
 mod filter;
 
 use crate::rng::Rng;
@@ -15,6 +16,12 @@ pub enum TaskKind {
     Adding,
     /// white noise through a known linear filter (the linear-RNN study)
     Filter,
+    /// y_t = s_{t-d} on random bits (gradient flossing)
+    #[serde(rename = "delayed-copy")]
+    DelayedCopy,
+    /// y_t = s_{t-d/2} xor s_{t-d}
+    #[serde(rename = "delayed-xor")]
+    DelayedXor,
 }
 
 impl TaskKind {
@@ -23,7 +30,9 @@ impl TaskKind {
             "copy" => TaskKind::Copy,
             "adding" => TaskKind::Adding,
             "filter" => TaskKind::Filter,
-            other => bail!("unknown task '{other}': expected copy, adding or filter"),
+            "delayed-copy" => TaskKind::DelayedCopy,
+            "delayed-xor" => TaskKind::DelayedXor,
+            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy or delayed-xor"),
         })
     }
 }
@@ -70,6 +79,8 @@ pub struct Task {
     /// T: the delay (copy) or the sequence length (adding, filter)
     pub t: usize,
     pub filter: Option<FilterSpec>,
+    /// d of the delayed tasks
+    pub delay: usize,
 }
 
 pub use filter::{FilterKind, FilterSpec, Objective};
@@ -83,8 +94,22 @@ impl Task {
             TaskKind::Copy if t < 1 => bail!("copy task needs --seq-len T >= 1"),
             TaskKind::Adding if t < 2 => bail!("adding task needs --seq-len T >= 2"),
             TaskKind::Filter => bail!("the filter task is made with Task::filter"),
-            _ => Ok(Task { kind, t, filter: None }),
+            TaskKind::DelayedCopy | TaskKind::DelayedXor => bail!("the delayed tasks are made with Task::delayed"),
+            _ => Ok(Task { kind, t, filter: None, delay: 0 }),
         }
+    }
+
+    pub fn delayed(kind: TaskKind, t: usize, delay: usize) -> Result<Self> {
+        if !matches!(kind, TaskKind::DelayedCopy | TaskKind::DelayedXor) {
+            bail!("not a delayed task: {kind:?}");
+        }
+        if delay == 0 || delay >= t {
+            bail!("--delay d must be in 1..T (T = --seq-len = {t}), got {delay}");
+        }
+        if kind == TaskKind::DelayedXor && delay < 2 {
+            bail!("delayed XOR needs --delay d >= 2 (it reads s_(t-d/2) and s_(t-d))");
+        }
+        Ok(Task { kind, t, filter: None, delay })
     }
 
     pub fn filter(spec: FilterSpec, t: usize) -> Result<Self> {
@@ -92,7 +117,7 @@ impl Task {
         if t < 1 && spec.objective == Objective::Sampled {
             bail!("filter task needs --seq-len T >= 1");
         }
-        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec) })
+        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec), delay: 0 })
     }
 
     fn spec(&self) -> &FilterSpec {
@@ -104,6 +129,7 @@ impl Task {
             TaskKind::Copy => COPY_SYMBOLS,
             TaskKind::Adding => 2,
             TaskKind::Filter => self.spec().channels,
+            TaskKind::DelayedCopy | TaskKind::DelayedXor => 1,
         }
     }
     pub fn output_width(&self) -> usize {
@@ -111,11 +137,12 @@ impl Task {
             TaskKind::Copy => COPY_SYMBOLS,
             TaskKind::Adding => 1,
             TaskKind::Filter => self.spec().channels,
+            TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
-            TaskKind::Copy => LossKind::CrossEntropy,
+            TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor => LossKind::CrossEntropy,
             TaskKind::Adding | TaskKind::Filter => LossKind::Mse,
         }
     }
@@ -123,7 +150,7 @@ impl Task {
     pub fn seq_len(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
-            TaskKind::Adding => self.t,
+            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor => self.t,
             TaskKind::Filter => match self.spec().objective {
                 Objective::Sampled => self.t,
                 Objective::Population => self.spec().population_lags(),
@@ -138,10 +165,12 @@ impl Task {
             // always answering 1: the variance of a sum of two U[0,1]
             TaskKind::Adding => 1.0 / 6.0,
             TaskKind::Filter => self.spec().zero_predictor_loss(),
+            // a coin flip
+            TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
         }
     }
     pub fn has_accuracy(&self) -> bool {
-        self.kind == TaskKind::Copy
+        matches!(self.kind, TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor)
     }
 
     pub fn batch(&self, batch: usize, rng: &mut Rng) -> Batch {
@@ -149,6 +178,8 @@ impl Task {
             TaskKind::Copy => self.copy_batch(batch, rng),
             TaskKind::Adding => self.adding_batch(batch, rng),
             TaskKind::Filter => self.spec().batch(self.t, batch, rng),
+            TaskKind::DelayedCopy => delayed::batch(delayed::Delayed::Copy, self.t, self.delay, batch, rng),
+            TaskKind::DelayedXor => delayed::batch(delayed::Delayed::Xor, self.t, self.delay, batch, rng),
         }
     }
 

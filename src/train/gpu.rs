@@ -223,7 +223,7 @@ impl Backend for GpuBackend {
         let u = OptUniform {
             n: self.model.layout().len() as u32,
             kind: h.kind,
-            _p0: 0,
+            wd: h.wd,
             _p1: 0,
             lr: h.lr,
             beta1: h.beta1,

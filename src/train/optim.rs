@@ -44,11 +44,14 @@ pub struct OptimConfig {
     pub eps: f64,
     /// clip the global gradient norm to this (0 = off)
     pub clip: f64,
+    /// decoupled weight decay (AdamW; also applied to SGD and RMSprop)
+    #[serde(default)]
+    pub weight_decay: f64,
 }
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { kind: OptimKind::Adam, lr: 1e-3, momentum: 0.0, beta1: 0.9, beta2: 0.999, rms_decay: 0.9, eps: 1e-8, clip: 0.0 }
+        OptimConfig { kind: OptimKind::Adam, lr: 1e-3, momentum: 0.0, beta1: 0.9, beta2: 0.999, rms_decay: 0.9, eps: 1e-8, clip: 0.0, weight_decay: 0.0 }
     }
 }
 
@@ -82,6 +85,7 @@ pub struct Hyper {
     pub clip: f32,
     pub c1: f32,
     pub c2: f32,
+    pub wd: f32,
 }
 
 impl OptimConfig {
@@ -98,11 +102,12 @@ impl OptimConfig {
             clip: self.clip as f32,
             c1: (1.0 - self.beta1.powi(t as i32)) as f32,
             c2: (1.0 - self.beta2.powi(t as i32)) as f32,
+            wd: self.weight_decay as f32,
         }
     }
 
     pub fn validate(&self) -> Result<()> {
-        let finite = [self.lr, self.momentum, self.beta1, self.beta2, self.rms_decay, self.eps, self.clip];
+        let finite = [self.lr, self.momentum, self.beta1, self.beta2, self.rms_decay, self.eps, self.clip, self.weight_decay];
         if finite.iter().any(|x| !x.is_finite()) {
             bail!("optimizer settings must be finite numbers");
         }
@@ -113,6 +118,9 @@ impl OptimConfig {
             if !(0.0..1.0).contains(&v) {
                 bail!("{name} must be in [0, 1), got {v}");
             }
+        }
+        if self.weight_decay < 0.0 {
+            bail!("--weight-decay must be >= 0, got {}", self.weight_decay);
         }
         if self.clip < 0.0 {
             bail!("--clip must be >= 0 (0 turns clipping off), got {}", self.clip);
@@ -132,24 +140,69 @@ pub fn apply(h: &Hyper, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mu
     let scale = if h.clip > 0.0 && norm > h.clip { h.clip / norm } else { 1.0 };
     for i in 0..params.len() {
         let mut g = grads[i] * scale;
-        match h.kind {
+        let step = match h.kind {
             0 => {
                 if h.momentum > 0.0 {
                     m[i] = h.momentum * m[i] + g;
                     g = m[i];
                 }
-                params[i] -= h.lr * g;
+                g
             }
             1 => {
                 v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-                params[i] -= h.lr * g / (v[i].sqrt() + h.eps);
+                g / (v[i].sqrt() + h.eps)
             }
             _ => {
                 m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
                 v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-                params[i] -= h.lr * (m[i] / h.c1) / ((v[i] / h.c2).sqrt() + h.eps);
+                (m[i] / h.c1) / ((v[i] / h.c2).sqrt() + h.eps)
             }
-        }
+        };
+        params[i] -= h.lr * (step + h.wd * params[i]);
     }
     norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_schedule_decays_on_its_grid() {
+        let s = Schedule::Step { every: 100, factor: 0.5 };
+        assert_eq!(s.lr(1.0, 0), 1.0);
+        assert_eq!(s.lr(1.0, 99), 1.0);
+        assert_eq!(s.lr(1.0, 100), 0.5);
+        assert_eq!(s.lr(1.0, 250), 0.25);
+        assert_eq!(Schedule::Constant.lr(0.3, 10_000), 0.3);
+    }
+
+    #[test]
+    fn clipping_scales_the_update_to_the_clip_norm() {
+        let cfg = OptimConfig { kind: OptimKind::Sgd, lr: 1.0, clip: 1.0, ..Default::default() };
+        let mut p = vec![0.0f32; 2];
+        let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
+        let norm = apply(&cfg.hyper(1.0, 1), &mut p, &[3.0, 4.0], &mut m, &mut v);
+        assert_eq!(norm, 5.0);
+        assert!((p[0] + 0.6).abs() < 1e-6 && (p[1] + 0.8).abs() < 1e-6, "{p:?}");
+    }
+
+    #[test]
+    fn adam_first_step_moves_each_weight_by_lr() {
+        let cfg = OptimConfig { kind: OptimKind::Adam, lr: 0.01, ..Default::default() };
+        let mut p = vec![1.0f32, -1.0];
+        let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
+        apply(&cfg.hyper(cfg.lr, 1), &mut p, &[0.3, -7.0], &mut m, &mut v);
+        assert!((p[0] - 0.99).abs() < 1e-5 && (p[1] + 0.99).abs() < 1e-5, "{p:?}");
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled_from_the_gradient() {
+        // AdamW with a zero gradient: the Adam step is 0, the decay is lr·wd·p
+        let cfg = OptimConfig { kind: OptimKind::Adam, lr: 0.1, weight_decay: 0.5, ..Default::default() };
+        let mut p = vec![2.0f32, -4.0];
+        let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
+        apply(&cfg.hyper(cfg.lr, 1), &mut p, &[0.0, 0.0], &mut m, &mut v);
+        assert!((p[0] - 1.9).abs() < 1e-6 && (p[1] + 3.8).abs() < 1e-6, "{p:?}");
+    }
 }

@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const STREAM_INIT: u64 = 1;
+pub const STREAM_INIT: u64 = 1;
 const STREAM_DATA: u64 = 2;
 const STREAM_EVAL: u64 = 3;
 

@@ -78,3 +78,54 @@ pub fn recurrent_init(n: usize, init: &InitConfig, rng: &mut Rng) -> Vec<f64> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gram(w: &[f64], n: usize) -> Vec<f64> {
+        let mut g = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                g[i * n + j] = (0..n).map(|k| w[k * n + i] * w[k * n + j]).sum();
+            }
+        }
+        g
+    }
+
+    #[test]
+    fn orthogonal_identity_and_gaussian_inits() {
+        let n = 40;
+        let mut rng = Rng::seed(2);
+        let o = recurrent_init(n, &InitConfig { kind: InitKind::Orthogonal, gain: 1.5, scale: 1.0 }, &mut rng);
+        let g = gram(&o, n);
+        for i in 0..n {
+            for j in 0..n {
+                let want = if i == j { 2.25 } else { 0.0 };
+                assert!((g[i * n + j] - want).abs() < 1e-10, "WᵀW[{i},{j}] = {}", g[i * n + j]);
+            }
+        }
+        let id = recurrent_init(n, &InitConfig { kind: InitKind::Identity, gain: 0.7, scale: 1.0 }, &mut rng);
+        for i in 0..n {
+            for j in 0..n {
+                assert_eq!(id[i * n + j], if i == j { 0.7 } else { 0.0 });
+            }
+        }
+        // gaussian: entries N(0, g²/N), so the mean square is g²/N
+        let n = 200;
+        let w = recurrent_init(n, &InitConfig { kind: InitKind::Gaussian, gain: 2.0, scale: 1.0 }, &mut rng);
+        let ms = w.iter().map(|x| x * x).sum::<f64>() / (n * n) as f64;
+        assert!((ms * n as f64 / 4.0 - 1.0).abs() < 0.02, "mean square {ms}");
+    }
+
+    #[test]
+    fn init_scale_multiplies_every_weight() {
+        let dims = Dims { input: 3, hidden: 6, output: 2 };
+        let rnn = Rnn::new(dims, Activation::Tanh, true);
+        let a = rnn.init(&InitConfig { scale: 1.0, ..Default::default() }, &mut Rng::seed(4));
+        let b = rnn.init(&InitConfig { scale: 0.05, ..Default::default() }, &mut Rng::seed(4));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x * 0.05 - y).abs() <= 1e-6 * x.abs().max(1e-3), "{x} {y}");
+        }
+    }
+}
