@@ -16,7 +16,7 @@
 // 2005), and there is no Householder panel/WY bookkeeping. The dot products
 // are taken LT = 16 previous columns at a time (classical within a tile,
 // the tiles applied one after another, which is only more stable), by a
-// 16 × 16 grid of threads: LT column lanes × RG row groups, summed in
+// grid of WG threads: LT = 16 column lanes × RG = WG / LT row groups, summed in
 // workgroup memory. A blocked Householder (WY) QR that feeds on GEMMs is
 // future work for large k.
 //
@@ -25,9 +25,9 @@
 // stays short); a workgroup touches only its own trajectory's columns, so
 // no cross-workgroup synchronisation is needed.
 
-const WG: u32 = 256u;
+// Host-injected: WG threads per workgroup, a multiple of LT (16..=256).
 const LT: u32 = 16u;
-const RG: u32 = 16u;
+const RG: u32 = WG / LT;
 
 struct Lyap {
     n: u32, k: u32, ld: u32, batch: u32,
@@ -105,7 +105,8 @@ fn qr(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: 
                 storageBarrier();
             }
         }
-        // R_jj = |v|: tree reduction over the workgroup
+        // R_jj = |v|: sums of RG partials in LT lanes, then every thread
+        // adds the LT lane sums (two barriers instead of a log2(WG) tree)
         var p = 0.0;
         for (var i = t; i < n; i += WG) {
             let v = q[i * ld + cj];
@@ -113,14 +114,19 @@ fn qr(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: 
         }
         red[t] = p;
         workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s >>= 1u) {
-            if (t < s) {
-                red[t] += red[t + s];
+        if (t < LT) {
+            var s = 0.0;
+            for (var gg = 0u; gg < RG; gg++) {
+                s += red[t * RG + gg];
             }
-            workgroupBarrier();
+            rt[t] = s;
         }
-        let rjj = sqrt(red[0]);
         workgroupBarrier();
+        var nn = 0.0;
+        for (var ll = 0u; ll < LT; ll++) {
+            nn += rt[ll];
+        }
+        let rjj = sqrt(nn);
         if (rjj > 0.0) {
             let inv = 1.0 / rjj;
             for (var i = t; i < n; i += WG) {

@@ -249,8 +249,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let mut c = TrainConfig::default();
-        c.schedule = Schedule::Step { every: 100, factor: 0.5 };
+        let mut c = TrainConfig { schedule: Schedule::Step { every: 100, factor: 0.5 }, ..Default::default() };
         c.adapter = Some("llvmpipe".into());
         c.task = TaskKind::Filter;
         c.objective = Objective::Population;

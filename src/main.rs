@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train a model; writes config.toml, metrics.jsonl, checkpoint.safetensors and loss.svg
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a run's checkpoint on fresh batches
     Eval(EvalArgs),
     /// Lyapunov spectrum of a fresh model or a run's checkpoint; writes lyapunov.json and lyapunov.svg
@@ -419,7 +419,7 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Train(a) => train(a),
+        Cmd::Train(a) => train(*a),
         Cmd::Eval(a) => eval(a),
         Cmd::Lyapunov(a) => lyapunov(a),
         Cmd::Info { json } => info(json),

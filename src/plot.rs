@@ -268,6 +268,53 @@ pub fn outlier_svg(path: &Path, records: &[EigRecord], target_modulus: f64, targ
     Ok(())
 }
 
+/// lyapunov.svg: the spectrum against exponent index (top) and the running
+/// estimate of λ₁ against accumulated steps (bottom).
+pub fn lyapunov_svg(path: &Path, spec: &crate::lyapunov::Spectrum, title: &str) -> Result<()> {
+    if spec.exponents.is_empty() {
+        return Ok(());
+    }
+    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {} failed: {e}", path.display());
+    let root = SVGBackend::new(path, (800, 800)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(|e| err(&e))?;
+    let (top, bottom) = root.split_vertically(400);
+    let span = |vals: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(0.0)) } else { (-1.0, 1.0) };
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        (lo - pad, hi + pad)
+    };
+    let k = spec.exponents.len();
+    let (lo, hi) = span(&mut spec.exponents.iter().cloned());
+    let mut chart = ChartBuilder::on(&top)
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5..(k as f64 + 0.5), lo..hi)
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("index i").y_desc("λ_i (nats/step)").draw().map_err(|e| err(&e))?;
+    chart.draw_series(LineSeries::new(vec![(0.5, 0.0), (k as f64 + 0.5, 0.0)], BLACK.mix(0.4))).map_err(|e| err(&e))?;
+    chart
+        .draw_series(spec.exponents.iter().enumerate().map(|(i, &v)| Circle::new(((i + 1) as f64, v), 3, BLUE.filled())))
+        .map_err(|e| err(&e))?;
+    let pts: Vec<(f64, f64)> = spec.running_lambda1.iter().map(|&(s, v)| (s as f64, v)).filter(|p| p.1.is_finite()).collect();
+    if !pts.is_empty() {
+        let (lo, hi) = span(&mut pts.iter().map(|p| p.1));
+        let x_hi = pts.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
+        let mut chart = ChartBuilder::on(&bottom)
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_hi, lo..hi)
+            .map_err(|e| err(&e))?;
+        chart.configure_mesh().x_desc("accumulated steps").y_desc("running λ₁").draw().map_err(|e| err(&e))?;
+        chart.draw_series(LineSeries::new(pts, BLUE.stroke_width(2))).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,51 +365,4 @@ mod tests {
             eprintln!("plots kept in {}", dir.display());
         }
     }
-}
-
-/// lyapunov.svg: the spectrum against exponent index (top) and the running
-/// estimate of λ₁ against accumulated steps (bottom).
-pub fn lyapunov_svg(path: &Path, spec: &crate::lyapunov::Spectrum, title: &str) -> Result<()> {
-    if spec.exponents.is_empty() {
-        return Ok(());
-    }
-    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {} failed: {e}", path.display());
-    let root = SVGBackend::new(path, (800, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root.titled(title, ("sans-serif", 20)).map_err(|e| err(&e))?;
-    let (top, bottom) = root.split_vertically(400);
-    let span = |vals: &mut dyn Iterator<Item = f64>| {
-        let (lo, hi) = vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-        let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(0.0)) } else { (-1.0, 1.0) };
-        let pad = ((hi - lo) * 0.08).max(1e-3);
-        (lo - pad, hi + pad)
-    };
-    let k = spec.exponents.len();
-    let (lo, hi) = span(&mut spec.exponents.iter().cloned());
-    let mut chart = ChartBuilder::on(&top)
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.5..(k as f64 + 0.5), lo..hi)
-        .map_err(|e| err(&e))?;
-    chart.configure_mesh().x_desc("index i").y_desc("λ_i (nats/step)").draw().map_err(|e| err(&e))?;
-    chart.draw_series(LineSeries::new(vec![(0.5, 0.0), (k as f64 + 0.5, 0.0)], BLACK.mix(0.4))).map_err(|e| err(&e))?;
-    chart
-        .draw_series(spec.exponents.iter().enumerate().map(|(i, &v)| Circle::new(((i + 1) as f64, v), 3, BLUE.filled())))
-        .map_err(|e| err(&e))?;
-    let pts: Vec<(f64, f64)> = spec.running_lambda1.iter().map(|&(s, v)| (s as f64, v)).filter(|p| p.1.is_finite()).collect();
-    if !pts.is_empty() {
-        let (lo, hi) = span(&mut pts.iter().map(|p| p.1));
-        let x_hi = pts.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
-        let mut chart = ChartBuilder::on(&bottom)
-            .margin(15)
-            .x_label_area_size(35)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_hi, lo..hi)
-            .map_err(|e| err(&e))?;
-        chart.configure_mesh().x_desc("accumulated steps").y_desc("running λ₁").draw().map_err(|e| err(&e))?;
-        chart.draw_series(LineSeries::new(pts, BLUE.stroke_width(2))).map_err(|e| err(&e))?;
-    }
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
 }

@@ -39,6 +39,7 @@ impl Rng {
         Rng { s }
     }
 
+    #[allow(clippy::should_implement_trait)] // not an iterator: an endless stream
     pub fn next(&mut self) -> u64 {
         let result = (self.s[0].wrapping_add(self.s[3])).rotate_left(23).wrapping_add(self.s[0]);
         let t = self.s[1] << 17;

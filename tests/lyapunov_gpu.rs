@@ -41,8 +41,8 @@ fn cgs2_qr_kernel_matches_householder() {
     let Some(ctx) = test_context("cgs2_qr") else { return };
     let mut rng = Rng::seed(fresh_seed("cgs2_qr"));
     // (N, k, B): N = 1, k = 1, k = N, N past and not a multiple of the
-    // workgroup size, k > 64 (two column ranges), k = N > 64
-    for &(n, k, b) in &[(1, 1, 1), (1, 1, 3), (6, 1, 2), (7, 7, 2), (33, 5, 3), (300, 17, 2), (257, 3, 1), (100, 70, 2), (80, 80, 1), (40, 40, 2)] {
+    // workgroup size, k > 64 (two column ranges), k = N > 64, N = 1024
+    for &(n, k, b) in &[(1, 1, 1), (1, 1, 3), (6, 1, 2), (7, 7, 2), (33, 5, 3), (300, 17, 2), (257, 3, 1), (100, 70, 2), (80, 80, 1), (40, 40, 2), (1024, 8, 2), (1024, 66, 1)] {
         let ld = b * k;
         let a: Vec<f32> = (0..n * ld).map(|_| rng.normal() as f32).collect();
         let acc0: Vec<f32> = (0..ld).map(|_| rng.normal() as f32).collect();
@@ -126,6 +126,17 @@ fn both(ctx: &GpuContext, m: &Model, p: &[f32], cfg: &LyapunovConfig) -> (Spectr
     (g, c)
 }
 
+/// Exponents within 1e-3 relative, or 1e-4 absolute near 0.
+fn assert_close(g: &Spectrum, c: &Spectrum, what: &str) {
+    let mut worst = 0f64;
+    for (i, (a, b)) in g.exponents.iter().zip(&c.exponents).enumerate() {
+        let tol = (1e-3 * b.abs()).max(1e-4);
+        assert!((a - b).abs() <= tol, "{what}: λ{} GPU {a} vs CPU {b}", i + 1);
+        worst = worst.max((a - b).abs() / tol);
+    }
+    eprintln!("  {what}: worst |GPU − CPU| is {worst:.3} of the tolerance");
+}
+
 #[test]
 fn stable_tanh_rnn_matches_the_cpu_reference() {
     let Some(ctx) = test_context("stable_tanh") else { return };
@@ -146,11 +157,20 @@ fn stable_tanh_rnn_matches_the_cpu_reference() {
             ..Default::default()
         };
         let (g, c) = both(&ctx, &m, &p, &cfg);
-        for (i, (a, b)) in g.exponents.iter().zip(&c.exponents).enumerate() {
-            assert!((a - b).abs() <= (1e-3 * b.abs()).max(1e-4), "reortho {reortho}: λ{} GPU {a} vs CPU {b}", i + 1);
-        }
+        assert_close(&g, &c, &format!("reortho {reortho}"));
         assert!(c.exponents[0] < 0.0, "gain 0.9 should contract: {:?}", c.exponents);
     }
+}
+
+#[test]
+fn more_than_64_exponents_take_several_qr_dispatches() {
+    let Some(ctx) = test_context("k_over_64") else { return };
+    let seed = fresh_seed("k_over_64");
+    let m = model(ModelKind::Rnn, 70);
+    let p = params(&m, InitKind::Gaussian, 0.9, seed);
+    let cfg = LyapunovConfig { k: 66, transient: 5, tangent_transient: 5, steps: 20, trajectories: 1, input: LyapInput::Noise, seed, ..Default::default() };
+    let (g, c) = both(&ctx, &m, &p, &cfg);
+    assert_close(&g, &c, "k = 66");
 }
 
 #[test]
@@ -172,7 +192,9 @@ fn chaotic_tanh_rnn_agrees_statistically() {
     let Some(ctx) = test_context("chaotic_tanh") else { return };
     let seed = fresh_seed("chaotic_tanh");
     let m = model(ModelKind::Rnn, 32);
-    let p = params(&m, InitKind::Gaussian, 3.0, seed);
+    // a fixed W (λ1 ≈ 0.21 on the CPU): a few percent of gain-3 draws at
+    // N = 32 settle on stable orbits instead; the drive stays fresh
+    let p = params(&m, InitKind::Gaussian, 3.0, 1);
     // f32 and f64 trajectories part after a few dozen steps: compare statistics
     let cfg = LyapunovConfig { k: 4, steps: 1000, trajectories: 6, input: LyapInput::Noise, noise_std: 0.3, seed, ..Default::default() };
     let (g, c) = both(&ctx, &m, &p, &cfg);
@@ -207,38 +229,3 @@ fn bad_settings_are_errors_on_the_gpu() {
     assert!(s.exponents.iter().all(|e| e.is_finite()));
 }
 
-#[test]
-#[ignore]
-fn zz_bench_parts() {
-    let Some(ctx) = test_context("bench") else { return };
-    let mut rng = Rng::seed(1);
-    for &(n, k, b) in &[(32, 4, 6), (32, 8, 2), (128, 8, 4)] {
-        let ld = b * k;
-        let a: Vec<f32> = (0..n * ld).map(|_| rng.normal() as f32).collect();
-        let w: Vec<f32> = (0..n * n).map(|_| rng.normal() as f32 / (n as f32).sqrt()).collect();
-        let acc0 = vec![0f32; ld];
-        let (qb, q2, accb, wb) = (upload(&ctx, &a), upload(&ctx, &a), upload(&ctx, &acc0), upload(&ctx, &w));
-        let qr = gpu::qr_dispatches(&ctx, &qb, &accb, n, k, b, true).unwrap();
-        let gm = ops::gemm(&ctx, (n, ld, n), ops::Mat::rows(&wb, 0, n), ops::Mat::rows(&qb, 0, ld), None, ops::Mat::rows(&q2, 0, ld), false).unwrap();
-        let reps = 200;
-        for (name, ds) in [("qr", &qr), ("gemm", &gm)] {
-            run(&ctx, ds);
-            ops::read_f32(&ctx, &accb, 0, 1).unwrap();
-            let t0 = Instant::now();
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for _ in 0..reps {
-                    for d in ds.iter() {
-                        pass.set_pipeline(&d.kernel.pipeline);
-                        pass.set_bind_group(0, &d.bind, &[]);
-                        pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
-                    }
-                }
-            }
-            ctx.queue.submit([enc.finish()]);
-            ops::read_f32(&ctx, &accb, 0, 1).unwrap();
-            eprintln!("({n}, {k}, {b}) {name}: {:.1} µs per dispatch", t0.elapsed().as_secs_f64() * 1e6 / reps as f64);
-        }
-    }
-}

@@ -49,7 +49,10 @@ fn scan_shaders_validate_at_the_sizes_the_host_picks() {
     // the step-wise fallback's constants and a few persistent tile shapes
     for s in ALL.iter().filter(|s| !s.defaults.is_empty()) {
         for consts in [[("WG", 32), ("BT", 1), ("HMAX", 1)], [("WG", 256), ("BT", 8), ("HMAX", 1000)], [("WG", 64), ("BT", 2), ("HMAX", 37)]] {
-            module(s, &consts);
+            // each shader takes the constants it declares, others keep their defaults
+            let picked: Vec<(&str, u32)> =
+                s.defaults.iter().map(|(name, v)| consts.iter().find(|(n, _)| n == name).copied().unwrap_or((name, *v))).collect();
+            module(s, &picked);
         }
     }
 }

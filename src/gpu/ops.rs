@@ -36,7 +36,7 @@ pub fn uniform<T: Pod>(ctx: &GpuContext, value: &T) -> wgpu::Buffer {
 /// the adapter's limits first so the user learns what to lower.
 pub fn storage(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer> {
     let bytes = (len.max(1) * 4) as u64;
-    let bind = ctx.limits.max_storage_buffer_binding_size as u64;
+    let bind = ctx.limits.max_storage_buffer_binding_size;
     if bytes > bind || bytes > ctx.limits.max_buffer_size {
         bail!(
             "buffer '{label}' needs {bytes} bytes, over this adapter's limit ({} = {} bytes); \

@@ -43,7 +43,7 @@ pub const RNN_FORWARD: ShaderSrc =
     ShaderSrc { name: "rnn_forward", src: include_str!("../../shaders/rnn_forward.wgsl"), defaults: SCAN_DEFAULTS };
 pub const RNN_BACKWARD: ShaderSrc =
     ShaderSrc { name: "rnn_backward", src: include_str!("../../shaders/rnn_backward.wgsl"), defaults: SCAN_DEFAULTS };
-pub const LYAPUNOV: ShaderSrc = ShaderSrc { name: "lyapunov", src: include_str!("../../shaders/lyapunov.wgsl"), defaults: &[] };
+pub const LYAPUNOV: ShaderSrc = ShaderSrc { name: "lyapunov", src: include_str!("../../shaders/lyapunov.wgsl"), defaults: &[("WG", 256)] };
 
 /// Every shader, for validation: a new kernel file must be listed here.
 pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LYAPUNOV];

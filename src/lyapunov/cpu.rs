@@ -12,6 +12,9 @@ use ndarray::{s, Array2, Axis};
 /// log|det J_t|, computed from the same steps (the sum rule's other side).
 pub fn spectrum(model: &Model, params: &[f32], drive: &Drive, cfg: &LyapunovConfig) -> Result<Spectrum> {
     super::check_model(model, cfg)?;
+    if cfg.input == super::LyapInput::Task && drive.task.is_none() {
+        anyhow::bail!("--input task needs a task to draw inputs from");
+    }
     let p: Vec<f64> = cast_vec(params);
     let n = model.state_width();
     let b = cfg.trajectories;
@@ -44,7 +47,7 @@ pub fn spectrum(model: &Model, params: &[f32], drive: &Drive, cfg: &LyapunovConf
                     }
                 }
                 let since = t + 1 - start_tangent;
-                if since % cfg.reortho == 0 {
+                if since.is_multiple_of(cfg.reortho) {
                     for (bi, qb) in q.iter_mut().enumerate() {
                         let (qn, r) = qr_f64(qb.as_standard_layout().as_slice().expect("contiguous"), n, cfg.k);
                         *qb = Array2::from_shape_vec((n, cfg.k), qn).expect("shape");

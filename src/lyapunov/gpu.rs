@@ -31,8 +31,15 @@ use bytemuck::{Pod, Zeroable};
 pub const QR_COLS_PER_DISPATCH: usize = 64;
 /// Most read-backs of the accumulator (and points of `running_lambda1`).
 pub const MAX_READS: usize = 50;
-/// Threads per workgroup of both kernels (`WG` in the shader).
-const WG: usize = 256;
+/// Threads per workgroup of both kernels (`WG` in the shader): the state
+/// width rounded up to a power of two, 16 to 256. Small blocks get small
+/// workgroups, which matters on CPU adapters where every barrier costs a
+/// switch per group of invocations.
+fn workgroup(ctx: &GpuContext, n: usize) -> u32 {
+    let lim = &ctx.limits;
+    let max = lim.max_compute_invocations_per_workgroup.min(lim.max_compute_workgroup_size_x);
+    (n.next_power_of_two() as u32).clamp(16, 256).min(max)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -68,7 +75,7 @@ pub fn qr_dispatches(
     if batch > max_groups {
         bail!("{batch} trajectories exceed max_compute_workgroups_per_dimension ({max_groups})");
     }
-    let kernel = ctx.kernel(&shaders::LYAPUNOV, "qr", &[], &[Binding::Uniform, Binding::ReadWrite, Binding::ReadWrite])?;
+    let kernel = ctx.kernel(&shaders::LYAPUNOV, "qr", &[("WG", workgroup(ctx, n))], &[Binding::Uniform, Binding::ReadWrite, Binding::ReadWrite])?;
     let mut out = Vec::new();
     for j0 in (0..k).step_by(QR_COLS_PER_DISPATCH) {
         let j1 = (j0 + QR_COLS_PER_DISPATCH).min(k);
@@ -158,11 +165,13 @@ pub fn spectrum(ctx: &GpuContext, model: &Model, params: &[f32], drive: &Drive, 
     for p in 0..2 {
         gemms.push(gemm(ctx, (n, ld, n), Mat::rows(&params_buf, w_off, n), Mat::rows(&qbufs[p], 0, ld), None, Mat::rows(&qbufs[1 - p], 0, ld), false)?);
     }
-    // ... then rows scaled by act'(h_t) from states slot s + 1 (tanh only)
+    // ... then rows scaled by act'(h_t) from states slot s + 1 (tanh only):
+    // scales[p][s] scales Q[p] at step s of a chunk
     let mut scales: [Vec<Dispatch>; 2] = [Vec::new(), Vec::new()];
     if tanh {
-        let kernel = ctx.kernel(&shaders::LYAPUNOV, "scale", &[], &[Binding::Uniform, Binding::ReadWrite, Binding::ReadWrite, Binding::Read])?;
-        let groups = ops::grid(ctx, n * ld, WG)?;
+        let wg = workgroup(ctx, n);
+        let kernel = ctx.kernel(&shaders::LYAPUNOV, "scale", &[("WG", wg)], &[Binding::Uniform, Binding::ReadWrite, Binding::ReadWrite, Binding::Read])?;
+        let groups = ops::grid(ctx, n * ld, wg as usize)?;
         for slot in 1..=chunk_len {
             let u = LyapUniform { n: n as u32, k: k as u32, ld: ld as u32, batch: b as u32, slot: slot as u32, j0: 0, j1: 0, accumulate: 0 };
             let ub = ops::uniform(ctx, &u);
@@ -198,10 +207,11 @@ pub fn spectrum(ctx: &GpuContext, model: &Model, params: &[f32], drive: &Drive, 
             if t >= start_tangent {
                 rec.extend(gemms[cur].iter());
                 cur = 1 - cur;
-                if tanh {
-                    rec.push(&scales[cur][s]);
+                // act'(h_t) from slot s + 1 (no scaling for the linear family)
+                if let Some(d) = scales[cur].get(s) {
+                    rec.push(d);
                 }
-                if (t + 1 - start_tangent) % cfg.reortho == 0 {
+                if (t + 1 - start_tangent).is_multiple_of(cfg.reortho) {
                     let accumulate = t >= start_accum;
                     rec.extend(qrs[cur][accumulate as usize].iter());
                     if accumulate {

@@ -86,7 +86,7 @@ impl LyapunovConfig {
         if self.reortho == 0 || self.steps == 0 || self.trajectories == 0 {
             bail!("--reortho, --steps and --trajectories must be positive");
         }
-        if self.steps % self.reortho != 0 || self.tangent_transient % self.reortho != 0 {
+        if !self.steps.is_multiple_of(self.reortho) || !self.tangent_transient.is_multiple_of(self.reortho) {
             bail!("--steps and the tangent transient must be multiples of --reortho ({})", self.reortho);
         }
         if !(self.noise_std.is_finite() && self.h0_std.is_finite()) {

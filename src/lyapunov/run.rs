@@ -55,7 +55,7 @@ pub fn compute(engine: &Engine, model: &Model, params: &[f32], train_cfg: &Train
     let drive = Drive { cfg: lcfg, task: Some(&task), input_width: model.dims().input };
     match engine {
         Engine::Cpu => super::cpu::spectrum(model, params, &drive, lcfg),
-        Engine::Gpu(_ctx) => anyhow::bail!("GPU_SPECTRUM_PENDING"),
+        Engine::Gpu(ctx) => super::gpu::spectrum(ctx, model, params, &drive, lcfg),
     }
 }
 

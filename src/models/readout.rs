@@ -30,7 +30,7 @@ pub fn forward<F: Real>(p: &[F], layout: &ParamLayout, states: ArrayView3<F>, wi
     let r = r.to_shape(((t1 - 1) * batch, width)).expect("contiguous states");
     let y = r.dot(&w_out.t());
     match layout.get("b_out") {
-        Ok(_) => y + &view1(p, layout, "b_out"),
+        Ok(_) => y + view1(p, layout, "b_out"),
         Err(_) => y,
     }
 }
