@@ -63,6 +63,24 @@ pub struct TrainConfig {
     pub eig_every: u64,
     /// d of the delayed-copy and delayed-XOR tasks
     pub delay: usize,
+    // --- gradient flossing (Engelken 2023)
+    /// flossing updates before training
+    pub floss_before: u64,
+    /// a burst of `floss_burst` flossing updates before every m-th training step (0 = none)
+    pub floss_every: u64,
+    /// bursts before these training steps
+    pub floss_at: Vec<u64>,
+    pub floss_burst: u64,
+    /// add w × the flossing gradient to every training step (0 = off)
+    pub floss_weight: f64,
+    /// exponents flossed
+    pub floss_k: usize,
+    /// Tp: accumulated steps of a flossing trajectory
+    pub floss_len: usize,
+    /// state-only steps before them
+    pub floss_transient: usize,
+    /// trajectories per flossing update (0 = the training batch)
+    pub floss_trajectories: usize,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +121,15 @@ impl Default for TrainConfig {
             objective: Objective::Sampled,
             eig_every: 0,
             delay: 10,
+            floss_before: 0,
+            floss_every: 0,
+            floss_at: Vec::new(),
+            floss_burst: 0,
+            floss_weight: 0.0,
+            floss_k: 1,
+            floss_len: 55,
+            floss_transient: 10,
+            floss_trajectories: 0,
         }
     }
 }
@@ -178,7 +205,35 @@ impl TrainConfig {
             }
         }
         self.task()?;
+        if self.floss_k == 0 || self.floss_k > self.hidden {
+            bail!("--floss-k must be between 1 and --hidden ({}), got {}", self.hidden, self.floss_k);
+        }
+        if self.floss_len == 0 {
+            bail!("--floss-len must be positive");
+        }
+        if (self.floss_every > 0 || !self.floss_at.is_empty()) && self.floss_burst == 0 {
+            bail!("flossing bursts (--floss-every / --floss-at) need --floss-burst n > 0");
+        }
+        if !(self.floss_weight >= 0.0 && self.floss_weight.is_finite()) {
+            bail!("--floss-weight must be a finite number >= 0");
+        }
         self.optim().validate()
+    }
+
+    /// Whether any flossing is configured.
+    pub fn flossing(&self) -> bool {
+        self.floss_before > 0 || self.floss_weight > 0.0 || ((self.floss_every > 0 || !self.floss_at.is_empty()) && self.floss_burst > 0)
+    }
+
+    /// Whether a burst of flossing updates runs before training step `s`.
+    pub fn floss_burst_at(&self, s: u64) -> bool {
+        self.floss_burst > 0 && ((self.floss_every > 0 && s.is_multiple_of(self.floss_every)) || self.floss_at.contains(&s))
+    }
+
+    /// Flossing updates done before training, and in bursts up to and including step `s`'s.
+    pub fn floss_updates_through(&self, s: u64) -> u64 {
+        let bursts = (1..=s).filter(|&x| self.floss_burst_at(x)).count() as u64;
+        self.floss_before + bursts * self.floss_burst
     }
 
     /// Fill in what is left to the task (biases), so config.toml says it.

@@ -134,6 +134,27 @@ struct TrainArgs {
     /// delayed-copy / delayed-xor: the delay d
     #[arg(long)]
     delay: Option<usize>,
+    /// gradient flossing: updates before training
+    #[arg(long, value_name = "N")]
+    floss_before: Option<u64>,
+    /// gradient flossing: a burst before every m-th training step
+    #[arg(long, value_name = "M")]
+    floss_every: Option<u64>,
+    /// gradient flossing: bursts before these training steps (comma-separated)
+    #[arg(long, value_name = "STEP,STEP,...", value_delimiter = ',')]
+    floss_at: Option<Vec<u64>>,
+    /// gradient flossing: updates per burst
+    #[arg(long, value_name = "N")]
+    floss_burst: Option<u64>,
+    /// gradient flossing: add w × its gradient to every training step
+    #[arg(long, value_name = "W")]
+    floss_weight: Option<f64>,
+    /// gradient flossing: number of exponents pushed to zero
+    #[arg(long, value_name = "K")]
+    floss_k: Option<usize>,
+    /// gradient flossing: trajectory length Tp
+    #[arg(long, value_name = "TP")]
+    floss_len: Option<usize>,
     /// no log lines or progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -313,6 +334,13 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(channels);
     set!(eig_every);
     set!(delay);
+    set!(floss_before);
+    set!(floss_every);
+    set!(floss_at);
+    set!(floss_burst);
+    set!(floss_weight);
+    set!(floss_k);
+    set!(floss_len);
     if a.bias.is_some() {
         c.bias = a.bias;
     }

@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// loss.svg: training loss against step, with the task's baseline.
 pub fn loss_svg(path: &Path, lines: &[MetricsLine], title: &str) -> Result<()> {
+    let lines: Vec<MetricsLine> = lines.iter().filter(|l| l.is_training()).cloned().collect();
+    let lines = &lines[..];
     if lines.is_empty() {
         return Ok(());
     }
@@ -311,6 +313,38 @@ pub fn lyapunov_svg(path: &Path, spec: &crate::lyapunov::Spectrum, title: &str) 
         chart.configure_mesh().x_desc("accumulated steps").y_desc("running λ₁").draw().map_err(|e| err(&e))?;
         chart.draw_series(LineSeries::new(pts, BLUE.stroke_width(2))).map_err(|e| err(&e))?;
     }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// floss.svg: the flossing loss (mean λ² over the flossed exponents) at the
+/// logged flossing updates, on a log scale, against the flossing update count.
+pub fn floss_svg(path: &Path, lines: &[MetricsLine], title: &str) -> Result<()> {
+    let pts: Vec<(f64, f64)> = lines
+        .iter()
+        .filter(|l| !l.is_training())
+        .filter_map(|l| Some((l.floss_updates? as f64, l.loss)))
+        .filter(|p| p.1.is_finite() && p.1 > 0.0)
+        .collect();
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {} failed: {e}", path.display());
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let x_hi = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+    let lo = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) * 0.5;
+    let hi = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 2.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_hi, (lo..hi).log_scale())
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("flossing updates").y_desc("mean λ² (flossed exponents)").draw().map_err(|e| err(&e))?;
+    chart.draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2))).map_err(|e| err(&e))?;
+    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, BLUE.filled()))).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! very same trajectory.
 
 pub mod cpu;
+pub mod floss;
 pub mod gpu;
 pub mod run;
 

@@ -185,6 +185,22 @@ impl Model {
             Model::Rnn(m) => m.tangent(p, h_t, q),
         }
     }
+
+    /// Reverse mode of [`Model::tangent`] for one trajectory: given
+    /// Q̄_new = dL/d(J_t Q) (S, k), add the parameter gradients through J_t
+    /// into `grads` and return (dL/dQ, dL/dh_t through J_t).
+    pub fn tangent_vjp<F: Real>(
+        &self,
+        p: &[F],
+        h_t: &[F],
+        q_prev: ArrayView2<F>,
+        qbar_new: ArrayView2<F>,
+        grads: &mut [F],
+    ) -> (Array2<F>, Vec<F>) {
+        match self {
+            Model::Rnn(m) => m.tangent_vjp(p, h_t, q_prev, qbar_new, grads),
+        }
+    }
 }
 
 // ------------------------------------------------------------ GPU side

@@ -19,6 +19,8 @@ pub trait Backend {
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut>;
     /// loss and gradients without an update
     fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)>;
+    /// clip and apply gradients computed elsewhere (flossing); returns their norm
+    fn apply_gradients(&mut self, grads: &[f32], h: &Hyper) -> Result<f32>;
     /// loss and outputs `(T·B, O)` flattened
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)>;
     fn params(&self) -> Result<Vec<f32>>;

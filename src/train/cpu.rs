@@ -54,6 +54,11 @@ impl Backend for CpuBackend {
         Ok((loss, grads))
     }
 
+    fn apply_gradients(&mut self, grads: &[f32], h: &Hyper) -> Result<f32> {
+        ensure!(grads.len() == self.params.len(), "gradient vector has the wrong length");
+        Ok(apply(h, &mut self.params, grads, &mut self.m, &mut self.v))
+    }
+
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
         let x = batch.x.view();
         let h0 = Array2::zeros((batch.batch(), self.model.state_width()));

@@ -44,6 +44,9 @@ pub struct GpuBackend {
     stats: wgpu::Buffer,
     staging: wgpu::Buffer,
     plans: HashMap<(usize, usize, bool), ShapePlan>,
+    /// gradient norm + optimizer on whatever is in `grads` (flossing)
+    update: Vec<Dispatch>,
+    update_ub: wgpu::Buffer,
 }
 
 impl GpuBackend {
@@ -60,7 +63,10 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(GpuBackend { ctx, model, scan, params: p, grads: g, m, v, stats, staging, plans: HashMap::new() })
+        let ob = OptBuffers { params: &p, grads: &g, m: &m, v: &v, stats: &stats };
+        let (opt_d, update_ub) = ops::optimizer(&ctx, n, &ob)?;
+        let update = vec![ops::sum(&ctx, &g, 0, n, true, &stats, 1)?, opt_d];
+        Ok(GpuBackend { ctx, model, scan, params: p, grads: g, m, v, stats, staging, plans: HashMap::new(), update, update_ub })
     }
 
     /// Whether the recurrence for this shape runs as the persistent kernel.
@@ -209,6 +215,23 @@ impl GpuBackend {
     }
 }
 
+fn opt_uniform(n: usize, h: &Hyper) -> OptUniform {
+    OptUniform {
+        n: n as u32,
+        kind: h.kind,
+        wd: h.wd,
+        _p1: 0,
+        lr: h.lr,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        momentum: h.momentum,
+        clip: h.clip,
+        c1: h.c1,
+        c2: h.c2,
+    }
+}
+
 fn clone_dispatch(d: &Dispatch) -> Dispatch {
     Dispatch { kernel: d.kernel.clone(), bind: d.bind.clone(), groups: d.groups }
 }
@@ -216,6 +239,19 @@ fn clone_dispatch(d: &Dispatch) -> Dispatch {
 impl Backend for GpuBackend {
     fn describe(&self) -> String {
         format!("gpu: {}", self.ctx.describe())
+    }
+
+    fn apply_gradients(&mut self, grads: &[f32], h: &Hyper) -> Result<f32> {
+        let n = self.model.layout().len();
+        ensure!(grads.len() == n, "gradient vector has the wrong length");
+        ops::write_f32(&self.ctx, &self.grads, 0, grads);
+        self.ctx.queue.write_buffer(&self.update_ub, 0, bytemuck::bytes_of(&opt_uniform(n, h)));
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        ops::encode(&mut enc, &self.update);
+        enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
+        self.ctx.queue.submit([enc.finish()]);
+        let v = ops::map_read(&self.ctx, &self.staging, 2)?;
+        Ok(v[1].sqrt())
     }
 
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {

@@ -18,6 +18,22 @@ pub struct MetricsLine {
     pub lr: f64,
     pub elapsed_s: f64,
     pub steps_per_s: f64,
+    /// "floss" on the lines of flossing updates (then `loss` is the flossing
+    /// loss, the mean of λ_i² over the flossed exponents); absent on training lines
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase: Option<String>,
+    /// flossing updates so far
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub floss_updates: Option<u64>,
+    /// the flossed Lyapunov exponents λ_1..λ_k (nats per step, estimated on the flossing trajectories)
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lyapunov: Option<Vec<f64>>,
+}
+
+impl MetricsLine {
+    pub fn is_training(&self) -> bool {
+        self.phase.is_none()
+    }
 }
 
 pub fn append(path: &Path, line: &MetricsLine) -> Result<()> {

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod floss;
 pub mod gpu;
 pub mod loss;
 pub mod optim;

@@ -27,6 +27,7 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const LOSS_PLOT: &str = "loss.svg";
+pub const FLOSS_PLOT: &str = "floss.svg";
 pub const EIGS_FILE: &str = "eigs.jsonl";
 pub const EIGS_PLOT: &str = "eigs.svg";
 pub const OUTLIER_PLOT: &str = "outlier.svg";
@@ -103,7 +104,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         // a line at the checkpoint step off the log grid was the end of an
         // earlier, shorter run: an unbroken run would not have it
-        let keep = if ck.step % cfg.log_every == 0 { ck.step } else { ck.step - 1 };
+        let keep = if ck.step.is_multiple_of(cfg.log_every) { ck.step } else { ck.step - 1 };
         metrics::truncate_after(&metrics_path, keep)?;
         if dir.join(EIGS_FILE).exists() {
             eigs::truncate_after(&dir.join(EIGS_FILE), ck.step)?;
@@ -142,12 +143,67 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     });
 
     let t0 = Instant::now();
+    // optimizer updates so far (training steps and flossing updates): Adam's bias correction counts both
+    // (a fresh run counts its flossing-before updates as it makes them)
+    let mut floss_done = if start == 0 { 0 } else { cfg.floss_updates_through(start) };
+    let mut updates = start + floss_done;
+    let log_floss = |step: u64, done: u64, r: &super::floss::FlossResult, elapsed: f64| -> Result<()> {
+        let line = MetricsLine {
+            step,
+            loss: r.loss,
+            baseline_loss: None,
+            accuracy: None,
+            grad_norm: r.grads.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt(),
+            lr: cfg.lr,
+            elapsed_s: elapsed,
+            steps_per_s: 0.0,
+            phase: Some("floss".into()),
+            floss_updates: Some(done),
+            lyapunov: Some(r.exponents.clone()),
+        };
+        metrics::append(&metrics_path, &line)
+    };
+    if start == 0 && cfg.floss_before > 0 {
+        say(format!("flossing: {} updates before training (k = {}, Tp = {})", cfg.floss_before, cfg.floss_k, cfg.floss_len));
+        for j in 0..cfg.floss_before {
+            updates += 1;
+            floss_done += 1;
+            let r = super::floss::floss_update(&mut *be, &model, &task, cfg, floss_done, &optim.hyper(cfg.lr, updates))?;
+            if floss_done % cfg.log_every == 0 || j + 1 == cfg.floss_before {
+                log_floss(0, floss_done, &r, t0.elapsed().as_secs_f64())?;
+                say(format!("floss {floss_done:>5}  mean λ² {:.3e}  λ1 {:.4}", r.loss, r.exponents.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
+            }
+        }
+    }
     let (mut acc_loss, mut acc_n, mut last_log_t, mut last_log_step) = (log_acc.0, log_acc.1, 0.0f64, start);
     let mut final_loss = f64::NAN;
     for step in start + 1..=cfg.steps {
+        if cfg.floss_burst_at(step) {
+            for j in 0..cfg.floss_burst {
+                updates += 1;
+                floss_done += 1;
+                let r = super::floss::floss_update(&mut *be, &model, &task, cfg, floss_done, &optim.hyper(cfg.schedule.lr(cfg.lr, step - 1), updates))?;
+                if j + 1 == cfg.floss_burst {
+                    log_floss(step, floss_done, &r, t0.elapsed().as_secs_f64())?;
+                }
+            }
+        }
         let batch = task.batch(cfg.batch, &mut data_rng);
         let lr = cfg.schedule.lr(cfg.lr, step - 1);
-        let out = be.train_step(&batch, &optim.hyper(lr, step))?;
+        updates += 1;
+        let h = optim.hyper(lr, updates);
+        let out = if cfg.floss_weight > 0.0 {
+            // training gradient plus w × the flossing gradient, one update
+            let (loss, mut g) = be.gradients(&batch)?;
+            let f = super::floss::floss_gradient(&*be, &model, &task, cfg, 1_000_000_000 + step)?;
+            for (gi, fi) in g.iter_mut().zip(&f.grads) {
+                *gi += cfg.floss_weight as f32 * fi;
+            }
+            let grad_norm = be.apply_gradients(&g, &h)?;
+            super::backend::StepOut { loss, grad_norm }
+        } else {
+            be.train_step(&batch, &h)?
+        };
         if !out.loss.is_finite() || !out.grad_norm.is_finite() {
             let what = if out.loss.is_finite() { "the gradient norm" } else { "the loss" };
             let keep = match last_ck_step {
@@ -178,6 +234,9 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
                 lr,
                 elapsed_s: elapsed,
                 steps_per_s: (step - last_log_step) as f64 / (elapsed - last_log_t).max(1e-9),
+                phase: None,
+                floss_updates: None,
+                lyapunov: None,
             };
             metrics::append(&metrics_path, &line)?;
             final_loss = line.loss;
@@ -216,6 +275,9 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let lines = metrics::read(&metrics_path)?;
     let title = format!("{} on {:?} (T = {}, hidden {})", model.kind().name(), cfg.task, cfg.seq_len, cfg.hidden);
     crate::plot::loss_svg(&dir.join(LOSS_PLOT), &lines, &title)?;
+    if cfg.flossing() {
+        crate::plot::floss_svg(&dir.join(FLOSS_PLOT), &lines, &format!("gradient flossing (k = {}, Tp = {})", cfg.floss_k, cfg.floss_len))?;
+    }
     if study {
         let spec = cfg.filter_spec();
         let records = eigs::read_jsonl(&eigs_path)?;
@@ -233,7 +295,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         crate::plot::outlier_svg(&dir.join(OUTLIER_PLOT), &records, modulus, Some(phase), &format!("leading eigenvalue ({what})"))?;
     }
     if final_loss.is_nan() {
-        final_loss = lines.last().map(|l| l.loss).unwrap_or(f64::NAN);
+        final_loss = lines.iter().rev().find(|l| l.is_training()).map(|l| l.loss).unwrap_or(f64::NAN);
     }
     say(format!("done: {} (loss {final_loss:.5}, baseline {baseline:.5})", dir.display()));
     Ok(RunSummary { steps: cfg.steps, final_loss, baseline_loss: baseline, device: engine.describe() })

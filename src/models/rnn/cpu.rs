@@ -152,4 +152,38 @@ impl Rnn {
         }
         out
     }
+
+    /// Vector-Jacobian product of [`Rnn::tangent`] for one trajectory
+    /// (gradient flossing): with Z = w_rec Q_prev, Q̃ = D Z, D = diag(act'(h_t))
+    /// and Q̃̄ = `qbar_new` (S, k), adds W̄ = Z̄ Q_prevᵀ (Z̄ = D Q̃̄) into
+    /// `grads` and returns (Q̄_prev = w_recᵀ Z̄, h̄_t) where h̄_t is the part of
+    /// dL/dh_t that flows through D (−2 h_t ⊙ D̄ for tanh, 0 for linear).
+    pub fn tangent_vjp<F: Real>(
+        &self,
+        p: &[F],
+        h_t: &[F],
+        q_prev: ArrayView2<F>,
+        qbar_new: ArrayView2<F>,
+        grads: &mut [F],
+    ) -> (Array2<F>, Vec<F>) {
+        let w_rec = view2(p, &self.layout, "w_rec");
+        let z = w_rec.dot(&q_prev);
+        let mut zbar = qbar_new.to_owned();
+        let mut hbar = vec![F::zero(); h_t.len()];
+        for (i, (mut row, &h)) in zbar.axis_iter_mut(Axis(0)).zip(h_t).enumerate() {
+            if self.act == Activation::Tanh {
+                // D̄_i = Σ_c Q̃̄_ic Z_ic, and dD_i/dh_i = −2 h_i
+                let dbar = row.iter().zip(z.row(i)).fold(F::zero(), |a, (&g, &zv)| a + g * zv);
+                hbar[i] = -(h + h) * dbar;
+            }
+            let g = self.act_grad(h);
+            row.mapv_inplace(|v| v * g);
+        }
+        let o = self.layout.offset("w_rec");
+        let dw = zbar.dot(&q_prev.t());
+        for (g, v) in grads[o..o + dw.len()].iter_mut().zip(dw.iter()) {
+            *g = *g + *v;
+        }
+        (w_rec.t().dot(&zbar), hbar)
+    }
 }
