@@ -66,6 +66,10 @@ fn qr_adjoint_matches_finite_differences() {
     // R̄'s lower triangle is garbage on purpose: the adjoint must ignore it
     let rbar = Array2::from_shape_fn((k, k), |(i, j)| if j >= i { 2.0 * d[[i, j]] * r[[i, j]] } else { 7.0 });
     let abar = qr_adjoint(q.view(), r.view(), qbar.view(), rbar.view());
+    // column-major inputs give the same answer
+    let f_order = |a: &Array2<f64>| a.t().as_standard_layout().into_owned().reversed_axes();
+    let abar_f = qr_adjoint(f_order(&q).view(), f_order(&r).view(), f_order(&qbar).view(), f_order(&rbar).view());
+    assert!(!f_order(&q).is_standard_layout() && abar_f == abar);
     let eps = 1e-6;
     let mut worst = 0.0f64;
     for i in 0..m {
@@ -165,7 +169,7 @@ fn orthogonal_linear_rnn_has_zero_loss_and_gradient() {
 fn exponents_match_a_direct_computation_and_the_cpu_spectrum() {
     let (n, k) = (8, 5);
     let model = Model::new(ModelKind::Rnn, Dims { input: 2, hidden: n, output: 1 }).unwrap();
-    let p32 = model.init(&InitConfig { kind: InitKind::Gaussian, gain: 2.0, scale: 1.0 }, &mut Rng::seed(5));
+    let p32 = model.init(&InitConfig { kind: InitKind::Gaussian, gain: 3.0, scale: 1.0 }, &mut Rng::seed(5));
     let p: Vec<f64> = p32.iter().map(|&v| v as f64).collect();
     let cfg = LyapunovConfig {
         k,
@@ -175,6 +179,7 @@ fn exponents_match_a_direct_computation_and_the_cpu_spectrum() {
         steps: 60,
         trajectories: 1,
         input: LyapInput::Noise,
+        noise_std: 0.3,
         seed: 3,
         ..Default::default()
     };
@@ -213,41 +218,48 @@ fn exponents_match_a_direct_computation_and_the_cpu_spectrum() {
     for (a, b) in sorted.iter().zip(&spec.exponents) {
         assert!((a - b).abs() < 1e-10, "{sorted:?} vs {:?}", spec.exponents);
     }
-    assert!(spec.exponents[0] > 0.0, "gain 2 should be chaotic: {:?}", spec.exponents);
+    assert!(spec.exponents[0] > 0.0, "gain 3 should be chaotic: {:?}", spec.exponents);
     eprintln!("exponents {sorted:?}");
 }
 
 #[test]
 fn gradient_descent_on_the_flossing_loss_of_a_chaotic_rnn() {
-    let (n, k, t0, tp, b) = (16, 4, 20, 40, 4);
+    // Short windows: over longer ones (T0 + Tp ≳ 20 at gain 2.5) the exact
+    // gradient is correct but the finite-time loss is rough on scales of
+    // 1e-3 in parameter space, and plain fixed-step descent stalls.
+    let (n, k, t0, tp, b) = (16, 4, 2, 10, 4);
     let (model, mut p) = setup(ModelKind::Rnn, n, 2.5, 21);
     let mut rng = Rng::seed(22);
-    let x = Array3::from_shape_fn((t0 + tp, b, 2), |_| rng.normal() * 0.5);
+    let x = Array3::from_shape_fn((t0 + tp, b, 2), |_| rng.normal() * 0.3);
     let h0 = randn(&mut rng, b, n) * 0.5;
     let q0 = random_q0(&mut rng, b, n, k);
-    let lr = 0.5;
-    let first = floss_loss_grad(&model, &p, x.view(), h0.view(), &q0, t0).unwrap();
-    assert!(first.exponents[0] > 0.05, "gain 2.5 should be chaotic: {:?}", first.exponents);
-    let mut last = first.loss;
-    let mut hist = vec![];
+    let lr = 0.03;
     let start = std::time::Instant::now();
-    for step in 0..50 {
+    let mut hist = vec![];
+    let mut first = None;
+    let mut last = None;
+    for _ in 0..50 {
         let out = floss_loss_grad(&model, &p, x.view(), h0.view(), &q0, t0).unwrap();
-        last = out.loss;
         hist.push(out.loss);
-        if out.loss < 0.2 * first.loss {
-            eprintln!("step {step}: loss {:.3e}, exponents {:?}", out.loss, out.exponents);
-            break;
-        }
         for (w, g) in p.iter_mut().zip(&out.grads) {
             *w -= lr * g;
         }
+        first.get_or_insert(out.clone());
+        last = Some(out);
     }
+    let (first, last) = (first.unwrap(), last.unwrap());
+    assert!(first.exponents[0] > 0.05, "gain 2.5 should be chaotic: {:?}", first.exponents);
     eprintln!(
-        "flossing: loss {:.3e} → {last:.3e} in {} steps ({:.1} ms/step); history {hist:.3?}",
+        "flossing: loss {:.3e} → {:.3e} in {} steps ({:.2} ms/step); exponents {:?} → {:?}",
         first.loss,
+        last.loss,
         hist.len(),
-        start.elapsed().as_secs_f64() * 1e3 / hist.len() as f64
+        start.elapsed().as_secs_f64() * 1e3 / hist.len() as f64,
+        first.exponents,
+        last.exponents
     );
-    assert!(last < 0.5 * first.loss, "loss {} → {last}", first.loss);
+    assert!(last.loss < 0.5 * first.loss, "loss {} → {}: {hist:?}", first.loss, last.loss);
+    for e in &last.exponents {
+        assert!(e.abs() < 0.1, "{:?}", last.exponents);
+    }
 }

@@ -20,7 +20,8 @@
 //! Everything runs in f64 (parameters of an f32 caller are widened); the
 //! trajectories are independent and run on the available cores, each with
 //! its own gradient buffer summed in trajectory order, so the result does
-//! not depend on the number of threads.
+//! not depend on the number of cores. Memory: per running trajectory, its
+//! Tp + 1 tangent frames (N×k) and one parameter-sized gradient buffer.
 
 use crate::cpu::qr_f64;
 use crate::models::Model;
@@ -64,15 +65,18 @@ pub fn qr_adjoint(q: ArrayView2<f64>, r: ArrayView2<f64>, qbar: ArrayView2<f64>,
             mm[[i, j]] = mm[[j, i]];
         }
     }
-    let mut b = &qbar + &q.dot(&mm);
+    let mut b = Array2::<f64>::zeros((m, k)); // row-major, whatever the inputs' layouts
+    b.assign(&qbar);
+    ndarray::linalg::general_mat_mul(1.0, &q, &mm, 1.0, &mut b);
     // X Rᵀ = B row by row: R xᵀ = bᵀ, upper-triangular back substitution
-    for mut row in b.rows_mut() {
+    let r = r.as_standard_layout();
+    let r = r.as_slice().expect("standard layout");
+    let b_s = b.as_slice_mut().expect("fresh array");
+    for row in b_s.chunks_exact_mut(k) {
         for i in (0..k).rev() {
-            let mut acc = row[i];
-            for j in i + 1..k {
-                acc -= r[[i, j]] * row[j];
-            }
-            row[i] = acc / r[[i, i]];
+            let ri = &r[i * k..(i + 1) * k];
+            let acc = row[i] - ri[i + 1..].iter().zip(&row[i + 1..]).map(|(a, c)| a * c).sum::<f64>();
+            row[i] = acc / ri[i];
         }
     }
     b
@@ -124,41 +128,36 @@ pub fn floss_loss_grad<F: Real>(
     }
 
     let ctx = Ctx { model, p: &p64, states: states.view(), transient, tp, k, batch };
-    let per: Vec<Result<Traj>> = {
-        let threads = std::thread::available_parallelism().map(|v| v.get()).unwrap_or(1).min(batch);
-        if threads <= 1 {
-            (0..batch).map(|b| ctx.trajectory(b, &q0[b])).collect()
-        } else {
-            let mut slots: Vec<Option<Result<Traj>>> = (0..batch).map(|_| None).collect();
-            std::thread::scope(|sc| {
-                let ctx = &ctx;
-                for (c, chunk) in slots.chunks_mut(batch.div_ceil(threads)).enumerate() {
-                    let start = c * batch.div_ceil(threads);
-                    sc.spawn(move || {
-                        for (j, slot) in chunk.iter_mut().enumerate() {
-                            *slot = Some(ctx.trajectory(start + j, &q0[start + j]));
-                        }
-                    });
-                }
-            });
-            slots.into_iter().map(|s| s.expect("every trajectory ran")).collect()
-        }
-    };
-
     let mut grads = vec![0.0f64; p64.len()];
     let mut d_states = Array3::<f64>::zeros((t_len, batch, n));
     let mut loss = 0.0;
     let mut exponents = vec![0.0; k];
-    for (b, r) in per.into_iter().enumerate() {
-        let tr = r?;
-        for (g, v) in grads.iter_mut().zip(&tr.grads) {
-            *g += v;
-        }
-        // h̄ of states slot T0 + t is d_states row T0 + t − 1
-        d_states.slice_mut(s![transient.., b, ..]).assign(&tr.hbar);
-        loss += tr.lambda.iter().map(|l| l * l).sum::<f64>() / k as f64;
-        for (e, l) in exponents.iter_mut().zip(&tr.lambda) {
-            *e += l;
+    // waves of one trajectory per core, reduced in trajectory order: the
+    // result does not depend on the core count, and at most one wave's
+    // gradient buffers live at a time
+    let threads = std::thread::available_parallelism().map(|v| v.get()).unwrap_or(1).clamp(1, batch);
+    for wave in (0..batch).step_by(threads) {
+        let ids: Vec<usize> = (wave..(wave + threads).min(batch)).collect();
+        let results: Vec<Result<Traj>> = if ids.len() == 1 {
+            vec![ctx.trajectory(ids[0], &q0[ids[0]])]
+        } else {
+            std::thread::scope(|sc| {
+                let ctx = &ctx;
+                let handles: Vec<_> = ids.iter().map(|&b| sc.spawn(move || ctx.trajectory(b, &q0[b]))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+            })
+        };
+        for (&b, r) in ids.iter().zip(results) {
+            let tr = r?;
+            for (g, v) in grads.iter_mut().zip(&tr.grads) {
+                *g += v;
+            }
+            // h̄ of states slot T0 + t is d_states row T0 + t − 1
+            d_states.slice_mut(s![transient.., b, ..]).assign(&tr.hbar);
+            loss += tr.lambda.iter().map(|l| l * l).sum::<f64>() / k as f64;
+            for (e, l) in exponents.iter_mut().zip(&tr.lambda) {
+                *e += l;
+            }
         }
     }
     loss /= batch as f64;

@@ -1,0 +1,163 @@
+//! Gradient flossing sweep (Engelken 2023): delayed copy trained plainly,
+//! with flossing before training, and with flossing before and during
+//! training, over several delays and seeds. Writes sweep.md (a table of
+//! final accuracy and success rate per delay) and sweep.svg.
+//!
+//! `cargo run --release --example floss_sweep -- [OUT_DIR] [--delays 10,20,30] [--seeds 3]
+//!  [--hidden 32] [--seq-len 60] [--steps 1500] [--device cpu]`
+//! The defaults are a small CPU-sized version of the paper's setup (tanh RNN
+//! N = 80, T = 300, batch 16, 500 flossing steps with k = 75); pass
+//! `--hidden 80 --seq-len 300 --floss-k 75 --floss-before 500` for that one.
+
+use anyhow::{bail, Result};
+use longmem::config::TrainConfig;
+use longmem::tasks::TaskKind;
+use longmem::train::metrics;
+use longmem::train::run::{train, RunOptions, METRICS_FILE};
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+struct Opts {
+    out: PathBuf,
+    delays: Vec<usize>,
+    seeds: u64,
+    hidden: usize,
+    seq_len: usize,
+    steps: u64,
+    floss_before: u64,
+    floss_k: usize,
+    device: String,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts {
+        out: PathBuf::from("runs/floss-sweep"),
+        delays: vec![10, 15, 20, 25, 30],
+        seeds: 3,
+        hidden: 32,
+        seq_len: 60,
+        steps: 1500,
+        floss_before: 200,
+        floss_k: 16,
+        device: "cpu".into(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let val = |i: usize| args.get(i + 1).cloned().ok_or_else(|| anyhow::anyhow!("{} needs a value", args[i]));
+        match args[i].as_str() {
+            "--delays" => o.delays = val(i)?.split(',').map(|s| s.parse()).collect::<Result<_, _>>()?,
+            "--seeds" => o.seeds = val(i)?.parse()?,
+            "--hidden" => o.hidden = val(i)?.parse()?,
+            "--seq-len" => o.seq_len = val(i)?.parse()?,
+            "--steps" => o.steps = val(i)?.parse()?,
+            "--floss-before" => o.floss_before = val(i)?.parse()?,
+            "--floss-k" => o.floss_k = val(i)?.parse()?,
+            "--device" => o.device = val(i)?,
+            s if !s.starts_with("--") => {
+                o.out = PathBuf::from(s);
+                i += 1;
+                continue;
+            }
+            other => bail!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+const MODES: [&str; 3] = ["plain", "floss before", "floss before + during"];
+
+fn main() -> Result<()> {
+    let o = parse()?;
+    std::fs::create_dir_all(&o.out)?;
+    // results[mode][delay] = final accuracies over seeds
+    let mut results = vec![vec![Vec::new(); o.delays.len()]; MODES.len()];
+    for (di, &d) in o.delays.iter().enumerate() {
+        for seed in 0..o.seeds {
+            for (mi, mode) in MODES.iter().enumerate() {
+                let mut cfg = TrainConfig {
+                    task: TaskKind::DelayedCopy,
+                    seq_len: o.seq_len,
+                    delay: d,
+                    hidden: o.hidden,
+                    batch: 16,
+                    steps: o.steps,
+                    lr: 1e-3,
+                    clip: 1.0,
+                    log_every: 100,
+                    checkpoint_every: o.steps,
+                    seed,
+                    device: o.device.clone(),
+                    floss_k: o.floss_k,
+                    floss_len: 30,
+                    ..Default::default()
+                };
+                if mi >= 1 {
+                    cfg.floss_before = o.floss_before;
+                }
+                if mi == 2 {
+                    // two bursts early in training, with time to recover after
+                    cfg.floss_at = vec![o.steps / 5, 2 * o.steps / 5];
+                    cfg.floss_burst = o.floss_before / 4;
+                }
+                let dir = o.out.join(format!("d{d}-seed{seed}-{}", mode.replace([' ', '+'], "")));
+                let _ = std::fs::remove_dir_all(&dir);
+                train(&cfg, &RunOptions { out: dir.clone(), resume: false, verbose: false })?;
+                let lines = metrics::read(&dir.join(METRICS_FILE))?;
+                let acc: Vec<f64> = lines.iter().filter(|l| l.is_training()).rev().take(3).filter_map(|l| l.accuracy).collect();
+                let a = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
+                println!("d = {d:>3}  seed {seed}  {mode:<22} final accuracy {a:.3}");
+                results[mi][di].push(a);
+            }
+        }
+    }
+    let mut md = String::new();
+    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, Adam 1e-3, clip 1; flossing k = {}, Tp = 30, {} updates before training; bursts of {} before steps {} and {}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.floss_k, o.floss_before, o.floss_before / 4, o.steps / 5, 2 * o.steps / 5, o.seeds)?;
+    writeln!(md, "| delay | {} |", MODES.iter().map(|m| format!("{m}: accuracy (success)")).collect::<Vec<_>>().join(" | "))?;
+    writeln!(md, "|---|{}", "---|".repeat(MODES.len()))?;
+    for (di, d) in o.delays.iter().enumerate() {
+        let cells: Vec<String> = (0..MODES.len())
+            .map(|mi| {
+                let v = &results[mi][di];
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let ok = v.iter().filter(|&&a| a > 0.9).count();
+                format!("{mean:.3} ({ok}/{})", v.len())
+            })
+            .collect();
+        writeln!(md, "| {d} | {} |", cells.join(" | "))?;
+    }
+    std::fs::write(o.out.join("sweep.md"), &md)?;
+    print!("\n{md}");
+    plot(&o, &results)?;
+    println!("wrote {} and {}", o.out.join("sweep.md").display(), o.out.join("sweep.svg").display());
+    Ok(())
+}
+
+fn plot(o: &Opts, results: &[Vec<Vec<f64>>]) -> Result<()> {
+    let path = o.out.join("sweep.svg");
+    let root = SVGBackend::new(&path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (lo, hi) = (*o.delays.iter().min().unwrap() as f64, *o.delays.iter().max().unwrap() as f64);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("delayed copy: final accuracy against delay", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d((lo - 1.0)..(hi + 1.0), 0.4..1.02)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart.configure_mesh().x_desc("delay d").y_desc("final accuracy").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (mi, colour) in [(0, RED), (1, BLUE), (2, GREEN)] {
+        let pts: Vec<(f64, f64)> = o.delays.iter().zip(&results[mi]).map(|(&d, v)| (d as f64, v.iter().sum::<f64>() / v.len() as f64)).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(MODES[mi])
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled()))).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
