@@ -9,6 +9,7 @@
 
 pub mod cpu;
 pub mod floss;
+pub mod floss_gpu;
 pub mod gpu;
 pub mod run;
 
