@@ -1,7 +1,7 @@
 //! Gradient flossing in training: the reproduction check (a delay where
 //! plain training stays at chance and flossing before training succeeds),
-//! exact resume through flossing bursts, and the GPU backend applying the
-//! flossing updates as the CPU does.
+//! exact resume through flossing bursts, and the GPU backend (its own
+//! flossing-gradient kernels and optimizer) tracking the CPU run.
 
 use longmem::config::TrainConfig;
 use longmem::device::Engine;

@@ -27,4 +27,8 @@ pub trait Backend {
     /// optimizer state: first and second moment (or momentum) buffers
     fn optim_state(&self) -> Result<(Vec<f32>, Vec<f32>)>;
     fn load(&mut self, params: &[f32], m: &[f32], v: &[f32]) -> Result<()>;
+    /// the device, for work that has its own GPU kernels (flossing)
+    fn gpu(&self) -> Option<std::sync::Arc<crate::gpu::GpuContext>> {
+        None
+    }
 }

@@ -1,9 +1,9 @@
 //! Gradient flossing inside training: updates that push the leading
 //! Lyapunov exponents toward zero, before training, in bursts, or added to
-//! every step with a weight. The flossing gradient is the exact one of
-//! `lyapunov::floss` (through the tangent dynamics and every QR), computed
-//! in f64 on the host from the backend's parameters and applied by the
-//! backend's own optimizer.
+//! every step with a weight. The flossing gradient is the exact one
+//! (through the tangent dynamics and every QR): on the CPU backend the f64
+//! reference `lyapunov::floss`, on the GPU backend its f32 kernels
+//! `lyapunov::floss_gpu`; either way the backend's optimizer applies it.
 
 use super::backend::Backend;
 use super::optim::Hyper;
@@ -48,7 +48,13 @@ pub fn floss_gradient(be: &dyn Backend, model: &Model, task: &Task, cfg: &TrainC
             Array2::from_shape_vec((n, cfg.floss_k), crate::cpu::qr_f64(&a, n, cfg.floss_k).0).expect("shape")
         })
         .collect();
-    let p: Vec<f64> = be.params()?.iter().map(|&v| v as f64).collect();
+    let params = be.params()?;
+    if let Some(ctx) = be.gpu() {
+        let q0: Vec<Array2<f32>> = q0.iter().map(|q| q.mapv(|v| v as f32)).collect();
+        let out = crate::lyapunov::floss_gpu::floss_loss_grad_gpu(&ctx, model, &params, x.mapv(|v| v as f32).view(), h0.mapv(|v| v as f32).view(), &q0, cfg.floss_transient)?;
+        return Ok(FlossResult { loss: out.loss as f64, exponents: out.exponents.iter().map(|&v| v as f64).collect(), grads: out.grads });
+    }
+    let p: Vec<f64> = params.iter().map(|&v| v as f64).collect();
     let out = floss_loss_grad(model, &p, x.view(), h0.view(), &q0, cfg.floss_transient)?;
     Ok(FlossResult { loss: out.loss, exponents: out.exponents, grads: out.grads.iter().map(|&g| g as f32).collect() })
 }

@@ -299,6 +299,10 @@ impl Backend for GpuBackend {
         Ok((ops::read_f32(&self.ctx, &self.m, 0, n)?, ops::read_f32(&self.ctx, &self.v, 0, n)?))
     }
 
+    fn gpu(&self) -> Option<Arc<GpuContext>> {
+        Some(self.ctx.clone())
+    }
+
     fn load(&mut self, params: &[f32], m: &[f32], v: &[f32]) -> Result<()> {
         let n = self.model.layout().len();
         ensure!(params.len() == n && m.len() == n && v.len() == n, "state vectors do not match the model's parameter count {n}");
