@@ -17,8 +17,8 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn run(cfg: &TrainConfig, engine: &Engine, dir: &PathBuf, resume: bool) -> Vec<MetricsLine> {
-    train_on(cfg, &RunOptions { out: dir.clone(), resume, verbose: false }, engine).unwrap();
+fn run(cfg: &TrainConfig, engine: &Engine, dir: &std::path::Path, resume: bool) -> Vec<MetricsLine> {
+    train_on(cfg, &RunOptions { out: dir.to_path_buf(), resume, verbose: false }, engine).unwrap();
     metrics::read(&dir.join(METRICS_FILE)).unwrap()
 }
 

@@ -243,6 +243,7 @@ mod tests {
     use super::*;
     use crate::models::{Dims, ModelKind};
 
+    #[allow(clippy::type_complexity)]
     fn setup(n: usize, k: usize) -> (Model, Vec<f64>, Array3<f64>, Array2<f64>, Vec<Array2<f64>>) {
         let m = Model::new(ModelKind::Rnn, Dims { input: 2, hidden: n, output: 1 }).unwrap();
         let mut rng = crate::rng::Rng::seed(1);

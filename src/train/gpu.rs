@@ -256,20 +256,7 @@ impl Backend for GpuBackend {
 
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {
         let key = self.upload(batch)?;
-        let u = OptUniform {
-            n: self.model.layout().len() as u32,
-            kind: h.kind,
-            wd: h.wd,
-            _p1: 0,
-            lr: h.lr,
-            beta1: h.beta1,
-            beta2: h.beta2,
-            eps: h.eps,
-            momentum: h.momentum,
-            clip: h.clip,
-            c1: h.c1,
-            c2: h.c2,
-        };
+        let u = opt_uniform(self.model.layout().len(), h);
         self.ctx.queue.write_buffer(&self.plans[&key].opt_ub, 0, bytemuck::bytes_of(&u));
         let [loss, norm_sq] = self.run(key, true, true)?;
         Ok(StepOut { loss, grad_norm: norm_sq.sqrt() })
