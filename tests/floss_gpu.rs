@@ -3,20 +3,12 @@
 //! The seed is printed; set LONGMEM_TEST_SEED to replay.
 
 use longmem::cpu::qr_f64;
-use longmem::gpu::testing::test_context;
+use longmem::gpu::testing::{fresh_seed, test_context};
 use longmem::lyapunov::floss::floss_loss_grad;
 use longmem::lyapunov::floss_gpu::floss_loss_grad_gpu;
 use longmem::models::{Dims, InitConfig, InitKind, Model, ModelKind};
 use longmem::rng::Rng;
 use ndarray::{Array2, Array3};
-
-fn fresh_seed(test: &str) -> u64 {
-    let seed = std::env::var("LONGMEM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
-    });
-    eprintln!("{test}: LONGMEM_TEST_SEED={seed}");
-    seed
-}
 
 struct Case {
     model: Model,

@@ -1,9 +1,8 @@
 //! Each shared GPU kernel on fresh random inputs against the CPU reference.
 //! The seed is printed; set LONGMEM_TEST_SEED to replay a failure.
 
-use longmem::gpu::ops::{self, Dispatch, GemmKernel, LossBuffers, Mat, OptBuffers, OptUniform};
-use longmem::gpu::testing::test_context;
-use longmem::gpu::GpuContext;
+use longmem::gpu::ops::{self, GemmKernel, LossBuffers, Mat, OptBuffers, OptUniform};
+use longmem::gpu::testing::{fresh_seed, submit, test_context, upload};
 use longmem::models::rnn::gpu::scan_shape;
 use longmem::models::ScanMode;
 use longmem::rng::Rng;
@@ -12,28 +11,8 @@ use longmem::train::loss::{loss_and_grad, loss_norm};
 use longmem::train::optim::{apply, OptimConfig, OptimKind};
 use ndarray::Array2;
 
-fn fresh_rng(test: &str) -> Rng {
-    let seed = std::env::var("LONGMEM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
-    });
-    eprintln!("{test}: LONGMEM_TEST_SEED={seed}");
-    Rng::seed(seed)
-}
-
 fn randn(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()
-}
-
-fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
-    let b = ops::storage(ctx, "test", data.len()).unwrap();
-    ops::write_f32(ctx, &b, 0, data);
-    b
-}
-
-fn run(ctx: &GpuContext, ds: &[Dispatch]) {
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    ops::encode(&mut enc, ds);
-    ctx.queue.submit([enc.finish()]);
 }
 
 fn rel_err(a: &[f32], b: &[f64]) -> f64 {
@@ -45,7 +24,7 @@ fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 #[test]
 fn gemm_all_transposes_bias_and_accumulate() {
     let Some(ctx) = test_context("gemm") else { return };
-    let mut rng = fresh_rng("gemm");
+    let mut rng = Rng::seed(fresh_seed("gemm"));
     for &(m, n, k) in &[(1, 1, 1), (17, 5, 33), (40, 16, 16), (3, 70, 9), (64, 48, 100)] {
         for ta in [false, true] {
             for tb in [false, true] {
@@ -60,7 +39,7 @@ fn gemm_all_transposes_bias_and_accumulate() {
                     let am = if ta { Mat::transposed(&ab, 3, m) } else { Mat::rows(&ab, 3, k) };
                     let bm = if tb { Mat::transposed(&bb, 5, k) } else { Mat::rows(&bb, 5, n) };
                     let ds = ops::gemm_with(&ctx, which, (m, n, k), am, bm, bias.then_some(5 + k * n), Mat::rows(&cb, 2, n), acc).unwrap();
-                    run(&ctx, &ds);
+                    submit(&ctx, &ds);
                     let got = ops::read_f32(&ctx, &cb, 2, m * n).unwrap();
                     let mut want = vec![0f64; m * n];
                     for i in 0..m {
@@ -89,13 +68,13 @@ fn gemm_all_transposes_bias_and_accumulate() {
 #[test]
 fn sums_and_column_sums() {
     let Some(ctx) = test_context("reduce") else { return };
-    let mut rng = fresh_rng("reduce");
+    let mut rng = Rng::seed(fresh_seed("reduce"));
     for &n in &[1usize, 255, 256, 1000, 70_001] {
         let x = randn(&mut rng, n + 7);
         let src = upload(&ctx, &x);
         let dst = ops::storage(&ctx, "dst", 4).unwrap();
         let ds = vec![ops::sum(&ctx, &src, 7, n, false, &dst, 1).unwrap(), ops::sum(&ctx, &src, 7, n, true, &dst, 3).unwrap()];
-        run(&ctx, &ds);
+        submit(&ctx, &ds);
         let got = ops::read_f32(&ctx, &dst, 0, 4).unwrap();
         let s: f64 = x[7..].iter().map(|&v| v as f64).sum();
         let sq: f64 = x[7..].iter().map(|&v| (v as f64).powi(2)).sum();
@@ -106,7 +85,7 @@ fn sums_and_column_sums() {
         let x = randn(&mut rng, rows * cols + 1);
         let src = upload(&ctx, &x);
         let dst = ops::storage(&ctx, "dst", cols + 2).unwrap();
-        run(&ctx, &[ops::colsum(&ctx, &src, 1, rows, cols, &dst, 2).unwrap()]);
+        submit(&ctx, &[ops::colsum(&ctx, &src, 1, rows, cols, &dst, 2).unwrap()]);
         let got = ops::read_f32(&ctx, &dst, 2, cols).unwrap();
         let want: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| x[1 + i * cols + j] as f64).sum()).collect();
         assert!(rel_err(&got, &want) < 1e-5, "colsum {rows}x{cols}");
@@ -116,7 +95,7 @@ fn sums_and_column_sums() {
 #[test]
 fn loss_kernels_match_cpu() {
     let Some(ctx) = test_context("loss") else { return };
-    let mut rng = fresh_rng("loss");
+    let mut rng = Rng::seed(fresh_seed("loss"));
     for ce in [true, false] {
         for &(rows, outs) in &[(1usize, 1usize), (70, 10), (9, 3)] {
             let outs = if ce { outs.max(2) } else { outs };
@@ -141,7 +120,7 @@ fn loss_kernels_match_cpu() {
             let lb = LossBuffers { y: &yb, cls: &cls, tgt: &tgt, mask: &mb, dy: &dy, row_loss: &rl };
             let (d, ub) = ops::loss(&ctx, rows, outs, ce, &lb).unwrap();
             ops::write_loss_norm(&ctx, &ub, rows, outs, ce, loss_norm(&mask, outs, &target) as f32);
-            run(&ctx, &[d, ops::sum(&ctx, &rl, 0, rows, false, &stats, 0).unwrap()]);
+            submit(&ctx, &[d, ops::sum(&ctx, &rl, 0, rows, false, &stats, 0).unwrap()]);
             let y64 = Array2::from_shape_vec((rows, outs), y.iter().map(|&v| v as f64).collect()).unwrap();
             let (l, g) = loss_and_grad(&y64, &target, &mask);
             let got_l = ops::read_f32(&ctx, &stats, 0, 1).unwrap()[0] as f64;
@@ -157,7 +136,7 @@ fn loss_kernels_match_cpu() {
 #[test]
 fn optimizers_match_cpu_with_and_without_clipping() {
     let Some(ctx) = test_context("optim") else { return };
-    let mut rng = fresh_rng("optim");
+    let mut rng = Rng::seed(fresh_seed("optim"));
     let n = 1003;
     for (kind, momentum) in [(OptimKind::Sgd, 0.0), (OptimKind::Sgd, 0.9), (OptimKind::Rmsprop, 0.0), (OptimKind::Adam, 0.0)] {
         for (clip, weight_decay) in [(0.0, 0.0), (1.0, 0.0), (1.0, 0.05)] {
@@ -179,7 +158,7 @@ fn optimizers_match_cpu_with_and_without_clipping() {
                     eps: h.eps, momentum: h.momentum, clip: h.clip, c1: h.c1, c2: h.c2,
                 };
                 ctx.queue.write_buffer(&ub, 0, bytemuck::bytes_of(&u));
-                run(&ctx, &[ops::sum(&ctx, &gb, 0, n, true, &stats, 1).unwrap(), d]);
+                submit(&ctx, &[ops::sum(&ctx, &gb, 0, n, true, &stats, 1).unwrap(), d]);
                 apply(&h, &mut p, &g, &mut m, &mut v);
             }
             let got = ops::read_f32(&ctx, &pb, 0, n).unwrap();

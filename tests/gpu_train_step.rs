@@ -2,7 +2,7 @@
 //! against the CPU reference, for sizes that are and are not multiples of
 //! the workgroup size, through both the persistent and the step-wise scan.
 
-use longmem::gpu::testing::test_context;
+use longmem::gpu::testing::{fresh_seed, test_context};
 use longmem::models::{Dims, InitConfig, Model, ModelKind, ScanMode, ScanOptions};
 use longmem::rng::Rng;
 use longmem::tasks::{Task, TaskKind};
@@ -33,11 +33,7 @@ fn check(case: &Case) {
     let dims = Dims { input: task.input_width(), hidden: case.hidden, output: task.output_width() };
     let model = Model::new(case.kind, dims).unwrap();
     // fresh random inputs each run; LONGMEM_TEST_SEED replays one
-    let seed = std::env::var("LONGMEM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
-    });
-    eprintln!("gpu_train_step: LONGMEM_TEST_SEED={seed}");
-    let mut rng = Rng::seed(seed);
+    let mut rng = Rng::seed(fresh_seed("gpu_train_step"));
     let params = model.init(&InitConfig { gain: 0.9, ..Default::default() }, &mut rng);
     let scan = ScanOptions { mode: case.scan, max_steps_per_dispatch: case.chunk };
     let mut gpu = GpuBackend::new(ctx, model.clone(), &params, scan).unwrap();

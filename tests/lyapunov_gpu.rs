@@ -1,33 +1,13 @@
 //! The GPU Lyapunov spectrum (f32, CGS2 QR) against the f64 CPU reference
 //! (Householder QR). The seed is printed; set LONGMEM_TEST_SEED to replay.
 
-use longmem::gpu::ops::{self, Dispatch};
-use longmem::gpu::testing::test_context;
+use longmem::gpu::ops;
+use longmem::gpu::testing::{fresh_seed, submit, test_context, upload};
 use longmem::gpu::GpuContext;
 use longmem::lyapunov::{cpu, gpu, Drive, LyapInput, LyapunovConfig, Spectrum};
 use longmem::models::{Dims, InitConfig, InitKind, Model, ModelKind};
 use longmem::rng::Rng;
 use std::time::Instant;
-
-fn fresh_seed(test: &str) -> u64 {
-    let seed = std::env::var("LONGMEM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
-    });
-    eprintln!("{test}: LONGMEM_TEST_SEED={seed}");
-    seed
-}
-
-fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
-    let b = ops::storage(ctx, "test", data.len()).unwrap();
-    ops::write_f32(ctx, &b, 0, data);
-    b
-}
-
-fn run(ctx: &GpuContext, ds: &[Dispatch]) {
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    ops::encode(&mut enc, ds);
-    ctx.queue.submit([enc.finish()]);
-}
 
 /// Condition number of an n × k (row-major) block, from its singular values.
 fn cond(a: &[f64], n: usize, k: usize) -> f64 {
@@ -50,7 +30,7 @@ fn cgs2_qr_kernel_matches_householder() {
         let t0 = Instant::now();
         let ds = gpu::qr_dispatches(&ctx, &qb, &accb, n, k, b, true).unwrap();
         assert_eq!(ds.len(), k.div_ceil(gpu::QR_COLS_PER_DISPATCH));
-        run(&ctx, &ds);
+        submit(&ctx, &ds);
         let q = ops::read_f32(&ctx, &qb, 0, n * ld).unwrap();
         let acc = ops::read_f32(&ctx, &accb, 0, ld).unwrap();
         let ms = t0.elapsed().as_secs_f64() * 1e3;

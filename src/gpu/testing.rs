@@ -29,3 +29,27 @@ pub fn test_context(test: &str) -> Option<Arc<GpuContext>> {
         }
     }
 }
+
+/// A seed for fresh random test inputs, printed so a failure can be
+/// replayed with `LONGMEM_TEST_SEED=<seed>`.
+pub fn fresh_seed(test: &str) -> u64 {
+    let seed = std::env::var("LONGMEM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+    });
+    eprintln!("{test}: LONGMEM_TEST_SEED={seed}");
+    seed
+}
+
+/// A storage buffer holding `data`.
+pub fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+    let b = super::ops::storage(ctx, "test", data.len()).expect("test buffer within limits");
+    super::ops::write_f32(ctx, &b, 0, data);
+    b
+}
+
+/// Encode and submit recorded dispatches (a later read waits for them).
+pub fn submit(ctx: &GpuContext, ds: &[super::ops::Dispatch]) {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    super::ops::encode(&mut enc, ds);
+    ctx.queue.submit([enc.finish()]);
+}

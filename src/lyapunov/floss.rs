@@ -82,21 +82,23 @@ pub fn qr_adjoint(q: ArrayView2<f64>, r: ArrayView2<f64>, qbar: ArrayView2<f64>,
     b
 }
 
-/// One flossing evaluation: B trajectories driven by `x` (T0 + Tp, B, I)
-/// from `h0` (B, N); the first `transient` = T0 steps are state-only, then
-/// for Tp steps Q̃_t = J_t Q_{t-1}, (Q_t, R_t) = qr(Q̃_t) every step, with k
-/// columns and Q_0 = `q0[b]` (N, k; meant to be orthonormal — it is not
-/// differentiated). λ_{b,i} = (1/Tp) Σ_t log R_t,ii and
-/// loss = mean over b of (1/k) Σ_i λ_{b,i}². `grads` is the exact gradient
-/// of `loss` with respect to all parameters.
-pub fn floss_loss_grad<F: Real>(
+/// Sizes of one flossing evaluation, after its inputs have been checked.
+pub(crate) struct FlossShape {
+    pub n: usize,
+    pub t_len: usize,
+    pub batch: usize,
+    pub k: usize,
+}
+
+/// The checks both the CPU and the GPU flossing gradient make on their inputs.
+pub(crate) fn validate_inputs<F: Real>(
     model: &Model,
     p: &[F],
     x: ArrayView3<F>,
     h0: ArrayView2<F>,
     q0: &[Array2<F>],
     transient: usize,
-) -> Result<FlossOut<F>> {
+) -> Result<FlossShape> {
     let n = model.state_width();
     let (t_len, batch, input) = x.dim();
     ensure!(p.len() == model.layout().len(), "flossing: {} parameters given, the model has {}", p.len(), model.layout().len());
@@ -117,6 +119,25 @@ pub fn floss_loss_grad<F: Real>(
     ensure!(x.iter().all(|v| v.is_finite()), "flossing: non-finite inputs");
     ensure!(h0.iter().all(|v| v.is_finite()), "flossing: non-finite initial states");
     ensure!(q0.iter().all(|q| q.iter().all(|v| v.is_finite())), "flossing: non-finite tangent vectors");
+    Ok(FlossShape { n, t_len, batch, k })
+}
+
+/// One flossing evaluation: B trajectories driven by `x` (T0 + Tp, B, I)
+/// from `h0` (B, N); the first `transient` = T0 steps are state-only, then
+/// for Tp steps Q̃_t = J_t Q_{t-1}, (Q_t, R_t) = qr(Q̃_t) every step, with k
+/// columns and Q_0 = `q0[b]` (N, k; meant to be orthonormal — it is not
+/// differentiated). λ_{b,i} = (1/Tp) Σ_t log R_t,ii and
+/// loss = mean over b of (1/k) Σ_i λ_{b,i}². `grads` is the exact gradient
+/// of `loss` with respect to all parameters.
+pub fn floss_loss_grad<F: Real>(
+    model: &Model,
+    p: &[F],
+    x: ArrayView3<F>,
+    h0: ArrayView2<F>,
+    q0: &[Array2<F>],
+    transient: usize,
+) -> Result<FlossOut<F>> {
+    let FlossShape { n, t_len, batch, k } = validate_inputs(model, p, x, h0, q0, transient)?;
 
     let tp = t_len - transient;
     let p64: Vec<f64> = p.iter().map(|&v| Real::to_f64(v)).collect();

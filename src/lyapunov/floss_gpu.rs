@@ -22,7 +22,7 @@
 //! Two submissions and two read-backs (R, then the gradient) per call;
 //! O(Tp) short dispatches.
 
-use super::floss::FlossOut;
+use super::floss::{validate_inputs, FlossOut, FlossShape};
 use crate::gpu::context::{Binding, GpuContext};
 use crate::gpu::ops::{self, gemm, Dispatch, Mat};
 use crate::gpu::shaders;
@@ -82,26 +82,7 @@ pub fn floss_loss_grad_gpu(
         Model::Rnn(_) => model.kind() == ModelKind::Rnn,
         _ => bail!("GPU flossing supports the Elman RNN family (rnn, linear) only"),
     };
-    let n = model.state_width();
-    let (t_len, batch, input) = x.dim();
-    ensure!(params.len() == model.layout().len(), "flossing: {} parameters given, the model has {}", params.len(), model.layout().len());
-    ensure!(batch > 0, "flossing needs at least one trajectory");
-    ensure!(input == model.dims().input, "flossing: inputs have width {input}, the model takes {}", model.dims().input);
-    ensure!(h0.dim() == (batch, n), "flossing: initial states have shape {:?}, expected ({batch}, {n})", h0.dim());
-    ensure!(q0.len() == batch, "flossing: {} sets of tangent vectors for {batch} trajectories", q0.len());
-    ensure!(
-        t_len > transient,
-        "flossing: {t_len} input steps leave no tangent steps after a transient of {transient} (need Tp ≥ 1)"
-    );
-    let k = q0[0].ncols();
-    ensure!(k >= 1 && k <= n, "flossing: k = {k} tangent vectors, must be between 1 and the state width {n}");
-    for (b, q) in q0.iter().enumerate() {
-        ensure!(q.dim() == (n, k), "flossing: tangent vectors of trajectory {b} have shape {:?}, expected ({n}, {k})", q.dim());
-    }
-    ensure!(params.iter().all(|v| v.is_finite()), "flossing: non-finite parameters");
-    ensure!(x.iter().all(|v| v.is_finite()), "flossing: non-finite inputs");
-    ensure!(h0.iter().all(|v| v.is_finite()), "flossing: non-finite initial states");
-    ensure!(q0.iter().all(|q| q.iter().all(|v| v.is_finite())), "flossing: non-finite tangent vectors");
+    let FlossShape { n, t_len, batch, k } = validate_inputs(model, params, x, h0, q0, transient)?;
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     ensure!(batch <= max_groups, "flossing: {batch} trajectories exceed max_compute_workgroups_per_dimension ({max_groups})");
     ensure!(
@@ -120,7 +101,7 @@ pub fn floss_loss_grad_gpu(
     let params_buf = ops::storage(ctx, "floss.params", params.len())?;
     ops::write_f32(ctx, &params_buf, 0, params);
     let grads = ops::storage(ctx, "floss.grads", params.len())?;
-    let x_buf = ops::storage(ctx, "floss.x", t_len * batch * input)?;
+    let x_buf = ops::storage(ctx, "floss.x", t_len * batch * model.dims().input)?;
     ops::write_f32(ctx, &x_buf, 0, x.as_standard_layout().as_slice().expect("contiguous"));
     let states = ops::storage(ctx, "floss.states", (t_len + 1) * batch * n)?;
     ops::write_f32(ctx, &states, 0, h0.as_standard_layout().as_slice().expect("contiguous"));
