@@ -85,6 +85,12 @@ pub fn qr_f64(a: &[f64], m: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
     (q, rr)
 }
 
+/// n×k with orthonormal columns, from the QR of a Gaussian matrix.
+pub fn random_orthonormal(n: usize, k: usize, rng: &mut Rng) -> ndarray::Array2<f64> {
+    let a: Vec<f64> = (0..n * k).map(|_| rng.normal()).collect();
+    ndarray::Array2::from_shape_vec((n, k), qr_f64(&a, n, k).0).expect("shape")
+}
+
 /// A Haar-distributed random orthogonal n×n matrix (row-major).
 pub fn random_orthogonal(n: usize, rng: &mut Rng) -> Vec<f64> {
     let a: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();

@@ -120,17 +120,7 @@ impl Drive<'_> {
         match (self.cfg.input, self.task) {
             (LyapInput::Zeros, _) => Array3::zeros((len, b, i)),
             (LyapInput::Noise, _) => Array3::from_shape_fn((len, b, i), |_| (rng.normal() * self.cfg.noise_std) as f32),
-            (LyapInput::Task, Some(task)) => {
-                let mut x = Array3::zeros((len, b, i));
-                let mut t = 0;
-                while t < len {
-                    let batch = task.batch(b, &mut rng);
-                    let n = batch.seq_len().min(len - t);
-                    x.slice_mut(ndarray::s![t..t + n, .., ..]).assign(&batch.x.slice(ndarray::s![..n, .., ..]));
-                    t += n;
-                }
-                x
-            }
+            (LyapInput::Task, Some(task)) => task.input_stream(b, len, &mut rng),
             (LyapInput::Task, None) => panic!("input 'task' needs a task"),
         }
     }
@@ -145,11 +135,7 @@ impl Drive<'_> {
     pub fn q0(&self, width: usize) -> Vec<Array2<f64>> {
         let mut rng = Rng::stream(self.cfg.seed, 9_998);
         (0..self.cfg.trajectories)
-            .map(|_| {
-                let a: Vec<f64> = (0..width * self.cfg.k).map(|_| rng.normal()).collect();
-                let (q, _) = crate::cpu::qr_f64(&a, width, self.cfg.k);
-                Array2::from_shape_vec((width, self.cfg.k), q).expect("shape")
-            })
+            .map(|_| crate::cpu::random_orthonormal(width, self.cfg.k, &mut rng))
             .collect()
     }
 }

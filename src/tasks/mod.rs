@@ -173,6 +173,20 @@ impl Task {
         matches!(self.kind, TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor)
     }
 
+    /// Inputs `(len, B, I)`: the task's input sequences one after another,
+    /// cut at `len` (driving inputs for Lyapunov spectra and flossing).
+    pub fn input_stream(&self, b: usize, len: usize, rng: &mut Rng) -> Array3<f32> {
+        let mut x = Array3::zeros((len, b, self.input_width()));
+        let mut t = 0;
+        while t < len {
+            let batch = self.batch(b, rng);
+            let n = batch.seq_len().min(len - t);
+            x.slice_mut(ndarray::s![t..t + n, .., ..]).assign(&batch.x.slice(ndarray::s![..n, .., ..]));
+            t += n;
+        }
+        x
+    }
+
     pub fn batch(&self, batch: usize, rng: &mut Rng) -> Batch {
         match self.kind {
             TaskKind::Copy => self.copy_batch(batch, rng),

@@ -13,7 +13,7 @@ use crate::models::Model;
 use crate::rng::Rng;
 use crate::tasks::Task;
 use anyhow::Result;
-use ndarray::{s, Array2, Array3};
+use ndarray::{Array2, Array3};
 
 const STREAM_FLOSS: u64 = 0xF1055;
 
@@ -33,21 +33,9 @@ pub fn floss_gradient(be: &dyn Backend, model: &Model, task: &Task, cfg: &TrainC
     let n = model.state_width();
     let len = cfg.floss_transient + cfg.floss_len;
     let mut rng = Rng::stream(cfg.seed ^ STREAM_FLOSS, tag);
-    let mut x = Array3::<f64>::zeros((len, b, model.dims().input));
-    let mut t = 0;
-    while t < len {
-        let batch = task.batch(b, &mut rng);
-        let m = batch.seq_len().min(len - t);
-        x.slice_mut(s![t..t + m, .., ..]).assign(&batch.x.slice(s![..m, .., ..]).mapv(|v| v as f64));
-        t += m;
-    }
+    let x: Array3<f64> = task.input_stream(b, len, &mut rng).mapv(|v| v as f64);
     let h0 = Array2::<f64>::zeros((b, n));
-    let q0: Vec<Array2<f64>> = (0..b)
-        .map(|_| {
-            let a: Vec<f64> = (0..n * cfg.floss_k).map(|_| rng.normal()).collect();
-            Array2::from_shape_vec((n, cfg.floss_k), crate::cpu::qr_f64(&a, n, cfg.floss_k).0).expect("shape")
-        })
-        .collect();
+    let q0: Vec<Array2<f64>> = (0..b).map(|_| crate::cpu::random_orthonormal(n, cfg.floss_k, &mut rng)).collect();
     let params = be.params()?;
     if let Some(ctx) = be.gpu() {
         let q0: Vec<Array2<f32>> = q0.iter().map(|q| q.mapv(|v| v as f32)).collect();
