@@ -195,9 +195,11 @@ fn exponents_match_a_direct_computation_and_the_cpu_spectrum() {
     let mut sums = vec![0.0; k];
     for t in 0..cfg.total_steps() {
         let states = model.forward(&p, x.slice(s![t..t + 1, .., ..]), h.view());
-        h = states.index_axis(Axis(0), 1).to_owned();
+        let prev = std::mem::replace(&mut h, states.index_axis(Axis(0), 1).to_owned());
         if t >= cfg.transient {
-            let (qn, r) = qr(&model.tangent(&p, &h.row(0).to_vec(), q.view()));
+            let (prev, next) = (prev.row(0).to_vec(), h.row(0).to_vec());
+            let at = longmem::models::StepAt { pre: &[], prev: &prev, next: &next };
+            let (qn, r) = qr(&model.tangent(&p, &at, q.view()));
             for (i, s_) in sums.iter_mut().enumerate() {
                 *s_ += r[[i, i]].ln();
             }

@@ -47,7 +47,7 @@ fn check(case: &Case) {
     // states
     let s_gpu = gpu.states(&batch).unwrap();
     let x = batch.x.view();
-    let h0 = ndarray::Array2::zeros((case.batch, case.hidden));
+    let h0 = ndarray::Array2::zeros((case.batch, cpu.model.state_width()));
     let s_cpu = cpu.model.forward(&cpu.params().unwrap(), x, h0.view());
     let e = rel_err(&s_gpu, s_cpu.as_slice().unwrap());
     assert!(e < 1e-5, "{label}: states rel err {e}");
@@ -93,4 +93,14 @@ fn linear_rnn_copy_persistent_multiple_of_wg() {
 #[test]
 fn linear_rnn_adding_step() {
     check(&Case { kind: ModelKind::Linear, task: TaskKind::Adding, t: 9, hidden: 17, batch: 2, scan: ScanMode::Step, chunk: 64 });
+}
+
+#[test]
+fn lstm_adding_persistent() {
+    check(&Case { kind: ModelKind::Lstm, task: TaskKind::Adding, t: 10, hidden: 19, batch: 5, scan: ScanMode::Persistent, chunk: 4 });
+}
+
+#[test]
+fn lstm_copy_step() {
+    check(&Case { kind: ModelKind::Lstm, task: TaskKind::Copy, t: 3, hidden: 70, batch: 3, scan: ScanMode::Step, chunk: 64 });
 }

@@ -22,7 +22,8 @@ pub fn spectrum(model: &Model, params: &[f32], drive: &Drive, cfg: &LyapunovConf
     let mut q = drive.q0(n);
     let mut sums = vec![vec![0.0; cfg.k]; b];
     let mut running = Vec::new();
-    let log_det_w = (cfg.k == n).then(|| log_abs_det(model, &p, n));
+    // the sum rule's other side, for the Elman family (J_t = D_t W)
+    let log_det_w = (cfg.k == n && matches!(model, Model::Rnn(_))).then(|| log_abs_det(model, &p, n));
     let mut log_det_sum = 0.0;
     let total = cfg.total_steps();
     let start_tangent = cfg.transient;
@@ -35,11 +36,17 @@ pub fn spectrum(model: &Model, params: &[f32], drive: &Drive, cfg: &LyapunovConf
         for s_ in 0..len {
             let xt = x.slice(s![s_..s_ + 1, .., ..]);
             let states = model.forward(&p, xt, h.view());
-            h = states.index_axis(Axis(0), 1).to_owned();
+            let prev = std::mem::replace(&mut h, states.index_axis(Axis(0), 1).to_owned());
             if t >= start_tangent {
+                let pre = model.project(&p, xt);
                 for (bi, qb) in q.iter_mut().enumerate() {
                     let ht = h.row(bi).to_vec();
-                    *qb = model.tangent(&p, &ht, qb.view());
+                    let at = crate::models::StepAt {
+                        pre: pre.row(bi).to_slice().expect("contiguous"),
+                        prev: prev.row(bi).to_slice().expect("contiguous"),
+                        next: &ht,
+                    };
+                    *qb = model.tangent(&p, &at, qb.view());
                     if t >= start_accum {
                         if let Some(ld) = log_det_w {
                             log_det_sum += ld + log_det_diag(model, &ht);
@@ -96,7 +103,7 @@ fn log_abs_det(model: &Model, p: &[f64], n: usize) -> f64 {
 fn log_det_diag(model: &Model, h: &[f64]) -> f64 {
     match model.kind() {
         crate::models::ModelKind::Rnn => h.iter().map(|v| (1.0 - v * v).abs().ln()).sum(),
-        crate::models::ModelKind::Linear => 0.0,
+        _ => 0.0,
     }
 }
 

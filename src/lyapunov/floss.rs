@@ -101,6 +101,7 @@ pub(crate) fn validate_inputs<F: Real>(
 ) -> Result<FlossShape> {
     let n = model.state_width();
     let (t_len, batch, input) = x.dim();
+    ensure!(model.supports_flossing(), "gradient flossing is implemented for the Elman family (rnn, linear), not {}", model.kind().name());
     ensure!(p.len() == model.layout().len(), "flossing: {} parameters given, the model has {}", p.len(), model.layout().len());
     ensure!(batch > 0, "flossing needs at least one trajectory");
     ensure!(input == model.dims().input, "flossing: inputs have width {input}, the model takes {}", model.dims().input);
@@ -221,7 +222,9 @@ impl Ctx<'_> {
         qs.push(q0.mapv(Real::to_f64));
         let mut sums = vec![0.0; k];
         for t in 1..=tp {
-            let qt = self.model.tangent(self.p, &h_at(t), qs[t - 1].view());
+            let (prev, next) = (h_at(t - 1), h_at(t));
+            let at = crate::models::StepAt { pre: &[], prev: &prev, next: &next };
+            let qt = self.model.tangent(self.p, &at, qs[t - 1].view());
             let qt = qt.as_standard_layout();
             let (qn, r) = qr_f64(qt.as_slice().expect("standard layout"), n, k);
             for (i, s_) in sums.iter_mut().enumerate() {
@@ -251,7 +254,7 @@ impl Ctx<'_> {
                 rbar[[i, i]] = scale * lambda[i] / r[[i, i]];
             }
             let abar = qr_adjoint(qs[t].view(), r.view(), qbar.view(), rbar.view());
-            let (qprev, ht) = self.model.tangent_vjp(self.p, &h_at(t), qs[t - 1].view(), abar.view(), &mut grads);
+            let (qprev, ht) = self.model.tangent_vjp(self.p, &h_at(t), qs[t - 1].view(), abar.view(), &mut grads)?;
             hbar.index_axis_mut(Axis(0), t - 1).assign(&ndarray::ArrayView1::from(&ht));
             qbar = qprev;
         }

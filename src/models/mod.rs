@@ -7,8 +7,12 @@
 //! [h; c], WARP's as the root network's flat weights. States of a sequence
 //! are an array `(T + 1, B, S)` whose slot 0 is the initial state.
 
+pub mod input;
+pub mod lstm;
 pub mod readout;
 pub mod rnn;
+
+pub use input::SeqInput;
 
 use crate::params::ParamLayout;
 use crate::real::Real;
@@ -24,6 +28,7 @@ pub enum ModelKind {
     Rnn,
     /// linear RNN (identity activation)
     Linear,
+    Lstm,
 }
 
 impl ModelKind {
@@ -31,13 +36,15 @@ impl ModelKind {
         Ok(match s {
             "rnn" | "tanh" => ModelKind::Rnn,
             "linear" => ModelKind::Linear,
-            other => bail!("unknown model '{other}': expected one of rnn, linear"),
+            "lstm" => ModelKind::Lstm,
+            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm"),
         })
     }
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Rnn => "rnn",
             ModelKind::Linear => "linear",
+            ModelKind::Lstm => "lstm",
         }
     }
 }
@@ -85,26 +92,69 @@ pub struct Dims {
     pub output: usize,
 }
 
+/// Family options beyond the sizes; each family reads what concerns it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelOptions {
+    /// hidden (gate) and readout biases
+    pub bias: bool,
+    /// LSTM: initial forget-gate bias
+    pub forget_bias: f64,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { bias: true, forget_bias: 1.0 }
+    }
+}
+
+/// What one step's tangent map needs for one trajectory: the input
+/// projection of the step (`w_in x_t + b`, width G), and the states before
+/// and after the step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepAt<'a, F> {
+    pub pre: &'a [F],
+    pub prev: &'a [F],
+    pub next: &'a [F],
+}
+
 /// A model: a family plus its sizes. New families add a variant here and a
 /// module beside `rnn`; the trainer, checkpoints and tests go through this.
 #[derive(Clone, Debug)]
 pub enum Model {
     Rnn(rnn::Rnn),
+    Lstm(lstm::Lstm),
+}
+
+macro_rules! each {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            Model::Rnn($m) => $e,
+            Model::Lstm($m) => $e,
+        }
+    };
 }
 
 impl Model {
     pub fn new(kind: ModelKind, dims: Dims) -> Result<Self> {
-        Self::with_bias(kind, dims, true)
+        Self::build(kind, dims, &ModelOptions::default())
     }
 
     /// `bias = false` drops the hidden and readout biases.
     pub fn with_bias(kind: ModelKind, dims: Dims, bias: bool) -> Result<Self> {
+        Self::build(kind, dims, &ModelOptions { bias, ..Default::default() })
+    }
+
+    pub fn build(kind: ModelKind, dims: Dims, o: &ModelOptions) -> Result<Self> {
         if dims.input == 0 || dims.hidden == 0 || dims.output == 0 {
             bail!("model sizes must be positive (input {}, hidden {}, output {})", dims.input, dims.hidden, dims.output);
         }
+        if !o.forget_bias.is_finite() {
+            bail!("--forget-bias must be finite, got {}", o.forget_bias);
+        }
         Ok(match kind {
-            ModelKind::Rnn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Tanh, bias)),
-            ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear, bias)),
+            ModelKind::Rnn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Tanh, o.bias)),
+            ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear, o.bias)),
+            ModelKind::Lstm => Model::Lstm(lstm::Lstm::new(dims, o.bias, o.forget_bias)),
         })
     }
 
@@ -114,81 +164,84 @@ impl Model {
                 rnn::Activation::Tanh => ModelKind::Rnn,
                 rnn::Activation::Linear => ModelKind::Linear,
             },
+            Model::Lstm(_) => ModelKind::Lstm,
         }
     }
 
     pub fn has_bias(&self) -> bool {
-        match self {
-            Model::Rnn(m) => m.bias,
-        }
+        each!(self, m => m.bias)
     }
 
     pub fn dims(&self) -> Dims {
-        match self {
-            Model::Rnn(m) => m.dims,
-        }
+        each!(self, m => m.dims)
     }
 
     pub fn layout(&self) -> &ParamLayout {
-        match self {
-            Model::Rnn(m) => &m.layout,
-        }
+        each!(self, m => &m.layout)
     }
 
     /// Width S of the state vector.
     pub fn state_width(&self) -> usize {
         match self {
             Model::Rnn(m) => m.dims.hidden,
+            Model::Lstm(m) => 2 * m.dims.hidden,
         }
     }
 
     /// The readout reads the first `readout_width` entries of the state.
     pub fn readout_width(&self) -> usize {
-        match self {
-            Model::Rnn(m) => m.dims.hidden,
-        }
+        each!(self, m => m.dims.hidden)
+    }
+
+    /// Whether the exact flossing gradient (`tangent_vjp`) exists for this family.
+    pub fn supports_flossing(&self) -> bool {
+        matches!(self, Model::Rnn(_))
     }
 
     pub fn init(&self, init: &InitConfig, rng: &mut Rng) -> Vec<f32> {
-        match self {
-            Model::Rnn(m) => m.init(init, rng),
-        }
+        each!(self, m => m.init(init, rng))
     }
 
-    /// CPU reference forward: states `(T + 1, B, S)` from inputs `(T, B, I)`.
-    pub fn forward<F: Real>(&self, p: &[F], x: ArrayView3<F>, h0: ArrayView2<F>) -> Array3<F> {
-        match self {
-            Model::Rnn(m) => m.forward(p, x, h0),
-        }
+    /// The input projection `w_in x_t + b` of every row `(T·B, G)`.
+    pub fn project<'a, F: Real>(&self, p: &[F], x: impl Into<SeqInput<'a, F>>) -> Array2<F> {
+        input::project(p, self.layout(), &x.into())
+    }
+
+    /// CPU reference forward: states `(T + 1, B, S)` from inputs `(T, B, I)`
+    /// (or token ids).
+    pub fn forward<'a, F: Real>(&self, p: &[F], x: impl Into<SeqInput<'a, F>>, h0: ArrayView2<F>) -> Array3<F> {
+        let x = x.into();
+        each!(self, m => m.forward(p, &x, h0))
     }
 
     /// CPU reference backward: from dL/d(states 1..=T) `(T, B, S)` add the
     /// parameter gradients into `grads` (same layout as params) and return
     /// dL/d(initial state).
-    pub fn backward<F: Real>(
+    pub fn backward<'a, F: Real>(
         &self,
         p: &[F],
-        x: ArrayView3<F>,
+        x: impl Into<SeqInput<'a, F>>,
         states: ArrayView3<F>,
         d_states: ArrayView3<F>,
         grads: &mut [F],
     ) -> Array2<F> {
-        match self {
-            Model::Rnn(m) => m.backward(p, x, states, d_states, grads),
-        }
+        let x = x.into();
+        each!(self, m => m.backward(p, &x, states, d_states, grads))
     }
 
     /// Tangent map of one step for one trajectory: J_t · Q with
-    /// J_t = ∂h_t/∂h_{t-1}, Q of shape (S, k). `h_t` is the new state.
-    pub fn tangent<F: Real>(&self, p: &[F], h_t: &[F], q: ArrayView2<F>) -> Array2<F> {
+    /// J_t = ∂s_t/∂s_{t-1}, Q of shape (S, k).
+    pub fn tangent<F: Real>(&self, p: &[F], at: &StepAt<F>, q: ArrayView2<F>) -> Array2<F> {
         match self {
-            Model::Rnn(m) => m.tangent(p, h_t, q),
+            Model::Rnn(m) => m.tangent(p, at.next, q),
+            Model::Lstm(m) => m.tangent(p, at, q),
         }
     }
 
-    /// Reverse mode of [`Model::tangent`] for one trajectory: given
-    /// Q̄_new = dL/d(J_t Q) (S, k), add the parameter gradients through J_t
-    /// into `grads` and return (dL/dQ, dL/dh_t through J_t).
+    /// Reverse mode of [`Model::tangent`] for one trajectory (Elman family
+    /// only, see [`Model::supports_flossing`]): given Q̄_new = dL/d(J_t Q)
+    /// (S, k), add the parameter gradients through J_t into `grads` and
+    /// return (dL/dQ, dL/dh_t through J_t).
     pub fn tangent_vjp<F: Real>(
         &self,
         p: &[F],
@@ -196,9 +249,10 @@ impl Model {
         q_prev: ArrayView2<F>,
         qbar_new: ArrayView2<F>,
         grads: &mut [F],
-    ) -> (Array2<F>, Vec<F>) {
+    ) -> Result<(Array2<F>, Vec<F>)> {
         match self {
-            Model::Rnn(m) => m.tangent_vjp(p, h_t, q_prev, qbar_new, grads),
+            Model::Rnn(m) => Ok(m.tangent_vjp(p, h_t, q_prev, qbar_new, grads)),
+            _ => bail!("gradient flossing is implemented for the Elman family (rnn, linear), not {}", self.kind().name()),
         }
     }
 }
@@ -268,8 +322,6 @@ impl Model {
         io: &SeqIo,
         opts: &ScanOptions,
     ) -> Result<FamilyPlan> {
-        match self {
-            Model::Rnn(m) => m.gpu_plan(ctx, t_len, batch, io, opts),
-        }
+        each!(self, m => m.gpu_plan(ctx, t_len, batch, io, opts))
     }
 }

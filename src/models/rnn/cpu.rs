@@ -6,7 +6,8 @@
 //! linear-RNN study are dominated by it otherwise).
 
 use super::{Activation, Rnn};
-use crate::cpu::{view1, view2};
+use crate::cpu::view2;
+use crate::models::input::{project_backward, project_into, SeqInput};
 use crate::real::Real;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
@@ -40,25 +41,17 @@ impl Rnn {
         }
     }
 
-    pub fn forward<F: Real>(&self, p: &[F], x: ArrayView3<F>, h0: ArrayView2<F>) -> Array3<F> {
-        let (t_len, batch, input) = x.dim();
+    pub fn forward<F: Real>(&self, p: &[F], x: &SeqInput<F>, h0: ArrayView2<F>) -> Array3<F> {
+        let (t_len, batch) = (x.t_len(), x.batch());
         let h = self.dims.hidden;
-        let w_in = view2(p, &self.layout, "w_in");
         let w_rec = view2(p, &self.layout, "w_rec");
         let mut hs = Array3::zeros((t_len + 1, batch, h));
         hs.slice_mut(s![0, .., ..]).assign(&h0);
         {
             // pre-activations of every step from the inputs, into slots 1..=T
-            let x2 = x.to_shape((t_len * batch, input)).expect("contiguous inputs");
             let mut rest = hs.slice_mut(s![1.., .., ..]);
-            let mut pre = rest.view_mut().into_shape_with_order((t_len * batch, h)).expect("contiguous states");
-            general_mat_mul(F::one(), &x2, &w_in.t(), F::zero(), &mut pre);
-            if self.bias {
-                let b = view1(p, &self.layout, "b");
-                for mut row in pre.rows_mut() {
-                    row.zip_mut_with(&b, |a, &c| *a = *a + c);
-                }
-            }
+            let pre = rest.view_mut().into_shape_with_order((t_len * batch, h)).expect("contiguous states");
+            project_into(p, &self.layout, x, pre);
         }
         for t in 0..t_len {
             let (prev, mut next) = hs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
@@ -84,12 +77,12 @@ impl Rnn {
     pub fn backward<F: Real>(
         &self,
         p: &[F],
-        x: ArrayView3<F>,
+        x: &SeqInput<F>,
         states: ArrayView3<F>,
         d_states: ArrayView3<F>,
         grads: &mut [F],
     ) -> Array2<F> {
-        let (t_len, batch, input) = x.dim();
+        let (t_len, batch) = (x.t_len(), x.batch());
         let h = self.dims.hidden;
         let w_rec = view2(p, &self.layout, "w_rec");
         // da_t = (d_states_t + da_{t+1} · w_rec) ⊙ act'(h_t), written in place
@@ -120,7 +113,6 @@ impl Rnn {
         let da2 = da.to_shape((rows, h)).expect("contiguous");
         let prev = states.slice(s![..t_len, .., ..]);
         let prev2 = prev.to_shape((rows, h)).expect("contiguous states");
-        let x2 = x.to_shape((rows, input)).expect("contiguous inputs");
         let add = |grads: &mut [F], name: &str, vals: &Array2<F>| {
             let o = self.layout.offset(name);
             for (g, v) in grads[o..o + vals.len()].iter_mut().zip(vals.iter()) {
@@ -128,14 +120,7 @@ impl Rnn {
             }
         };
         add(grads, "w_rec", &da2.t().dot(&prev2));
-        add(grads, "w_in", &da2.t().dot(&x2));
-        if self.bias {
-            let db = da2.sum_axis(Axis(0));
-            let o = self.layout.offset("b");
-            for (g, v) in grads[o..o + h].iter_mut().zip(db.iter()) {
-                *g = *g + *v;
-            }
-        }
+        project_backward(&self.layout, x, da2.view(), grads);
         if t_len == 0 {
             return Array2::zeros((batch, h));
         }

@@ -3,7 +3,7 @@
 
 use super::{Activation, Rnn};
 use crate::gpu::context::{Binding, GpuContext};
-use crate::gpu::ops::{self, colsum, gemm, Dispatch, Mat};
+use crate::gpu::ops::{self, gemm, Dispatch, Mat};
 use crate::gpu::shaders;
 use crate::models::{FamilyPlan, ScanMode, ScanOptions, SeqIo};
 use anyhow::Result;
@@ -35,25 +35,31 @@ pub struct ScanShape {
 /// Choose the persistent kernel when the batch tile's state fits the
 /// adapter's workgroup memory, by the limits, never by vendor.
 pub fn scan_shape(ctx: &GpuContext, hidden: usize, batch: usize, mode: ScanMode) -> Result<ScanShape> {
+    scan_shape_for(ctx, hidden, batch, mode, 2 * hidden)
+}
+
+/// As [`scan_shape`] for a kernel keeping `floats_per_column` f32 of
+/// workgroup memory per batch column.
+pub fn scan_shape_for(ctx: &GpuContext, hidden: usize, batch: usize, mode: ScanMode, floats_per_column: usize) -> Result<ScanShape> {
     let lim = &ctx.limits;
     let max_threads = lim.max_compute_invocations_per_workgroup.min(lim.max_compute_workgroup_size_x);
     let wg = (hidden.next_power_of_two() as u32).clamp(32, 256).min(max_threads);
     let storage = lim.max_compute_workgroup_storage_size as usize;
-    let bt = [8usize, 4, 2, 1].into_iter().find(|&bt| bt <= batch.max(1) && 2 * bt * hidden * 4 <= storage);
+    let bt = [8usize, 4, 2, 1].into_iter().find(|&bt| bt <= batch.max(1) && bt * floats_per_column * 4 <= storage);
     match (mode, bt) {
         (ScanMode::Step, _) | (ScanMode::Auto, None) => Ok(ScanShape { persistent: false, wg, bt: 1 }),
         (_, Some(bt)) => Ok(ScanShape { persistent: true, wg, bt: bt as u32 }),
         (ScanMode::Persistent, None) => anyhow::bail!(
             "the persistent scan needs {} bytes of workgroup memory for hidden {hidden}, over this adapter's \
              max_compute_workgroup_storage_size ({storage}); lower --hidden or use --scan step",
-            2 * hidden * 4
+            floats_per_column * 4
         ),
     }
 }
 
 impl Rnn {
     pub fn gpu_plan(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, opts: &ScanOptions) -> Result<FamilyPlan> {
-        let (h, i_w) = (self.dims.hidden, self.dims.input);
+        let h = self.dims.hidden;
         let rows = t_len * batch;
         let l = &self.layout;
         let pre = ops::storage(ctx, "rnn.pre", rows * h)?;
@@ -88,15 +94,7 @@ impl Rnn {
 
         let mut forward = Vec::new();
         // pre = x · w_inᵀ + b for all T·B rows in one GEMM
-        forward.extend(gemm(
-            ctx,
-            (rows, h, i_w),
-            Mat::rows(io.x, 0, i_w),
-            Mat::transposed(io.params, l.offset("w_in"), i_w),
-            l.get("b").ok().map(|v| v.offset),
-            Mat::rows(&pre, 0, h),
-            false,
-        )?);
+        forward.extend(crate::models::input::gpu_project(ctx, l, io, rows, &pre)?);
         for &(t0, steps) in &chunks {
             let ub = ops::uniform(ctx, &uni(t0, steps));
             let bind = ops::bind(ctx, &fwd_k, &[&ub, io.params, &pre, io.states]);
@@ -111,10 +109,7 @@ impl Rnn {
         }
         // dw_rec = daᵀ · h_{t-1} over all rows: states slots 0..T are the previous states
         backward.extend(gemm(ctx, (h, h, rows), Mat::transposed(&da, 0, h), Mat::rows(io.states, 0, h), None, Mat::rows(io.grads, l.offset("w_rec"), h), false)?);
-        backward.extend(gemm(ctx, (h, i_w, rows), Mat::transposed(&da, 0, h), Mat::rows(io.x, 0, i_w), None, Mat::rows(io.grads, l.offset("w_in"), i_w), false)?);
-        if let Ok(b) = l.get("b") {
-            backward.push(colsum(ctx, &da, 0, rows, h, io.grads, b.offset)?);
-        }
+        backward.extend(crate::models::input::gpu_project_backward(ctx, l, io, rows, &da)?);
         Ok(FamilyPlan { forward, backward, persistent: shape.persistent, _scratch: vec![pre, da] })
     }
 }
