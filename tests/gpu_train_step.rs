@@ -104,3 +104,13 @@ fn lstm_adding_persistent() {
 fn lstm_copy_step() {
     check(&Case { kind: ModelKind::Lstm, task: TaskKind::Copy, t: 3, hidden: 70, batch: 3, scan: ScanMode::Step, chunk: 64 });
 }
+
+#[test]
+fn gru_adding_persistent() {
+    check(&Case { kind: ModelKind::Gru, task: TaskKind::Adding, t: 10, hidden: 21, batch: 6, scan: ScanMode::Persistent, chunk: 3 });
+}
+
+#[test]
+fn gru_copy_step() {
+    check(&Case { kind: ModelKind::Gru, task: TaskKind::Copy, t: 3, hidden: 66, batch: 2, scan: ScanMode::Step, chunk: 64 });
+}

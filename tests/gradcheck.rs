@@ -112,10 +112,20 @@ fn lstm_cross_entropy() {
     check(ModelKind::Lstm, TaskKind::Copy, 2);
 }
 
+#[test]
+fn gru_mse() {
+    check(ModelKind::Gru, TaskKind::Adding, 6);
+}
+
+#[test]
+fn gru_cross_entropy() {
+    check(ModelKind::Gru, TaskKind::Copy, 2);
+}
+
 /// The tangent map agrees with a finite difference of one step.
 #[test]
 fn tangent_map_matches_finite_difference() {
-    for kind in [ModelKind::Rnn, ModelKind::Linear, ModelKind::Lstm] {
+    for kind in [ModelKind::Rnn, ModelKind::Linear, ModelKind::Lstm, ModelKind::Gru] {
         let model = Model::new(kind, Dims { input: 2, hidden: 4, output: 1 }).unwrap();
         let sw = model.state_width();
         let mut rng = Rng::seed(9);

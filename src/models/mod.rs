@@ -7,6 +7,7 @@
 //! [h; c], WARP's as the root network's flat weights. States of a sequence
 //! are an array `(T + 1, B, S)` whose slot 0 is the initial state.
 
+pub mod gru;
 pub mod input;
 pub mod lstm;
 pub mod readout;
@@ -29,6 +30,7 @@ pub enum ModelKind {
     /// linear RNN (identity activation)
     Linear,
     Lstm,
+    Gru,
 }
 
 impl ModelKind {
@@ -37,7 +39,8 @@ impl ModelKind {
             "rnn" | "tanh" => ModelKind::Rnn,
             "linear" => ModelKind::Linear,
             "lstm" => ModelKind::Lstm,
-            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm"),
+            "gru" => ModelKind::Gru,
+            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl ModelKind {
             ModelKind::Rnn => "rnn",
             ModelKind::Linear => "linear",
             ModelKind::Lstm => "lstm",
+            ModelKind::Gru => "gru",
         }
     }
 }
@@ -123,6 +127,7 @@ pub struct StepAt<'a, F> {
 pub enum Model {
     Rnn(rnn::Rnn),
     Lstm(lstm::Lstm),
+    Gru(gru::Gru),
 }
 
 macro_rules! each {
@@ -130,6 +135,7 @@ macro_rules! each {
         match $self {
             Model::Rnn($m) => $e,
             Model::Lstm($m) => $e,
+            Model::Gru($m) => $e,
         }
     };
 }
@@ -155,6 +161,7 @@ impl Model {
             ModelKind::Rnn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Tanh, o.bias)),
             ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear, o.bias)),
             ModelKind::Lstm => Model::Lstm(lstm::Lstm::new(dims, o.bias, o.forget_bias)),
+            ModelKind::Gru => Model::Gru(gru::Gru::new(dims, o.bias)),
         })
     }
 
@@ -165,6 +172,7 @@ impl Model {
                 rnn::Activation::Linear => ModelKind::Linear,
             },
             Model::Lstm(_) => ModelKind::Lstm,
+            Model::Gru(_) => ModelKind::Gru,
         }
     }
 
@@ -185,6 +193,7 @@ impl Model {
         match self {
             Model::Rnn(m) => m.dims.hidden,
             Model::Lstm(m) => 2 * m.dims.hidden,
+            Model::Gru(m) => m.dims.hidden,
         }
     }
 
@@ -235,6 +244,7 @@ impl Model {
         match self {
             Model::Rnn(m) => m.tangent(p, at.next, q),
             Model::Lstm(m) => m.tangent(p, at, q),
+            Model::Gru(m) => m.tangent(p, at, q),
         }
     }
 

@@ -4,7 +4,7 @@
 //! `c_t = f c_{t-1} + i g`, `h_t = o tanh(c_t)`; the readout reads h.
 //! CPU reference in `cpu.rs`, GPU kernels (shaders/lstm.wgsl) in `gpu.rs`.
 
-mod cpu;
+pub(crate) mod cpu;
 pub mod gpu;
 
 use super::{Dims, InitConfig};
