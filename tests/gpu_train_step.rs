@@ -114,3 +114,59 @@ fn gru_adding_persistent() {
 fn gru_copy_step() {
     check(&Case { kind: ModelKind::Gru, task: TaskKind::Copy, t: 3, hidden: 66, batch: 2, scan: ScanMode::Step, chunk: 64 });
 }
+
+/// Token inputs (embedding gather / CSR scatter) and a state carried across
+/// consecutive batches (truncated BPTT) give the CPU's losses, gradients and
+/// parameters, for every family.
+#[test]
+fn token_inputs_with_carried_state() {
+    let Some(ctx) = test_context("gpu_train_step") else { return };
+    let mut rng = Rng::seed(fresh_seed("gpu_train_step tokens"));
+    let (vocab, t_len, b) = (23, 5, 4);
+    let token_batch = |rng: &mut Rng, carry: bool| {
+        let ids: Vec<u32> = (0..t_len * b).map(|_| rng.below(vocab) as u32).collect();
+        let cls: Vec<u32> = (0..t_len * b).map(|_| rng.below(vocab) as u32).collect();
+        longmem::tasks::Batch {
+            x: ndarray::Array3::zeros((t_len, b, 0)),
+            target: longmem::tasks::Target::Classes(cls),
+            mask: vec![1.0; t_len * b],
+            metric_mask: vec![0.0; t_len * b],
+            loss_norm: Some(1.0 / b as f64),
+            tokens: Some(ids),
+            carry_state: carry,
+        }
+    };
+    for (kind, scan) in [(ModelKind::Rnn, ScanMode::Persistent), (ModelKind::Lstm, ScanMode::Step), (ModelKind::Gru, ScanMode::Persistent)] {
+        let model = Model::new(kind, Dims { input: vocab, hidden: 13, output: vocab }).unwrap();
+        let params = model.init(&InitConfig::default(), &mut rng);
+        let mut gpu = GpuBackend::new(ctx.clone(), model.clone(), &params, ScanOptions { mode: scan, max_steps_per_dispatch: 3 }).unwrap();
+        let mut cpu = CpuBackend::new(model, params).unwrap();
+        let opt = OptimConfig { kind: OptimKind::Sgd, lr: 0.5, clip: 5.0, ..Default::default() };
+        for step in 0..4 {
+            // the first batch starts from zeros, the rest carry the state on
+            let batch = token_batch(&mut rng, step > 0);
+            if step == 1 {
+                let (l_gpu, g_gpu) = gpu.gradients(&batch).unwrap();
+                let (l_cpu, g_cpu) = cpu.gradients(&batch).unwrap();
+                assert!(((l_gpu - l_cpu) / l_cpu).abs() < 1e-5, "{kind:?}: loss {l_gpu} vs {l_cpu}");
+                for v in cpu.model.layout().views() {
+                    let e = rel_err(&g_gpu[v.range()], &g_cpu[v.range()]);
+                    assert!(e < 1e-4, "{kind:?}: grad {} rel err {e}", v.name);
+                }
+                continue;
+            }
+            let h = opt.hyper(opt.lr, step as u64);
+            let a = gpu.train_step(&batch, &h).unwrap();
+            let c = cpu.train_step(&batch, &h).unwrap();
+            assert!(((a.loss - c.loss) / c.loss).abs() < 1e-4, "{kind:?} step {step}: loss {} vs {}", a.loss, c.loss);
+        }
+        let e = rel_err(&gpu.params().unwrap(), &cpu.params().unwrap());
+        assert!(e < 1e-4, "{kind:?}: params rel err {e}");
+        // a carried state changes the result: the same batch from zeros differs
+        let mut batch = token_batch(&mut rng, true);
+        let (carried, _) = gpu.evaluate(&batch).unwrap();
+        batch.carry_state = false;
+        let (fresh, _) = gpu.evaluate(&batch).unwrap();
+        assert!((carried - fresh).abs() > 1e-6, "{kind:?}: the carried state made no difference");
+    }
+}

@@ -124,7 +124,7 @@ pub fn floss_loss_grad_gpu(
     let ab_off = tp * frame;
     let zb = ops::storage(ctx, "floss.zbar", (tp + 1) * frame)?;
 
-    let io = SeqIo { params: &params_buf, grads: &grads, x: &x_buf, states: &states, d_states: &d_states };
+    let io = SeqIo { params: &params_buf, grads: &grads, x: &x_buf, tokens: None, states: &states, d_states: &d_states };
     let plan = model.gpu_plan(ctx, t_len, batch, &io, &ScanOptions::default())?;
 
     let wg = workgroup(ctx, n);

@@ -153,7 +153,7 @@ pub fn spectrum(ctx: &GpuContext, model: &Model, params: &[f32], drive: &Drive, 
     ops::write_f32(ctx, &qbufs[0], 0, &qf);
 
     // the model's forward for a full chunk and, if different, the last one
-    let io = SeqIo { params: &params_buf, grads: &grads, x: &x, states: &states, d_states: &d_states };
+    let io = SeqIo { params: &params_buf, grads: &grads, x: &x, tokens: None, states: &states, d_states: &d_states };
     let opts = ScanOptions::default();
     let full_plan = model.gpu_plan(ctx, chunk_len, b, &io, &opts)?;
     let last_len = total - (total - 1) / CHUNK * CHUNK;

@@ -127,10 +127,69 @@ pub fn check_tokens(ids: &[u32], width: usize) -> anyhow::Result<()> {
 use crate::gpu::ops::{self, Dispatch, Mat};
 use crate::gpu::GpuContext;
 
-/// Dispatches writing `pre` (rows, G) = x w_inᵀ + b.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EmbedUniform {
+    rows: u32,
+    g: u32,
+    vocab: u32,
+    w_off: u32,
+    b_off: u32,
+    has_bias: u32,
+    _p: [u32; 2],
+}
+
+fn embed_uniform(layout: &ParamLayout, rows: usize) -> anyhow::Result<EmbedUniform> {
+    let w = layout.get("w_in")?;
+    let b = layout.get("b").ok();
+    Ok(EmbedUniform {
+        rows: rows as u32,
+        g: w.shape[0] as u32,
+        vocab: w.shape[1] as u32,
+        w_off: w.offset as u32,
+        b_off: b.map_or(0, |v| v.offset as u32),
+        has_bias: b.is_some() as u32,
+        _p: [0; 2],
+    })
+}
+
+/// The CSR lists the token-gradient kernel reads: `[n_unique, tokens
+/// (rows), starts (rows + 1), row order (rows)]`, padded to `3·rows + 2`.
+pub fn token_csr(ids: &[u32]) -> Vec<u32> {
+    let rows = ids.len();
+    let mut order: Vec<u32> = (0..rows as u32).collect();
+    order.sort_by_key(|&r| (ids[r as usize], r));
+    let mut tokens = Vec::new();
+    let mut starts = Vec::new();
+    for (j, &r) in order.iter().enumerate() {
+        let t = ids[r as usize];
+        if tokens.last() != Some(&t) {
+            tokens.push(t);
+            starts.push(j as u32);
+        }
+    }
+    starts.push(rows as u32);
+    let n = tokens.len();
+    let mut out = vec![0u32; 3 * rows + 2];
+    out[0] = n as u32;
+    out[1..1 + n].copy_from_slice(&tokens);
+    out[1 + rows..1 + rows + n + 1].copy_from_slice(&starts);
+    out[2 + 2 * rows..].copy_from_slice(&order);
+    out
+}
+
+/// Dispatches writing `pre` (rows, G) = x w_inᵀ + b, or the columns of w_in
+/// for token inputs (`io.x` then holds the ids).
 pub fn gpu_project(ctx: &GpuContext, layout: &ParamLayout, io: &super::SeqIo, rows: usize, pre: &wgpu::Buffer) -> anyhow::Result<Vec<Dispatch>> {
     let w = layout.get("w_in")?;
     let (g, i_w) = (w.shape[0], w.shape[1]);
+    if io.tokens.is_some() {
+        use crate::gpu::context::Binding::{Read, ReadWrite, Uniform};
+        let k = ctx.kernel(&crate::gpu::shaders::EMBED, "gather", &[], &[Uniform, Read, Read, ReadWrite])?;
+        let ub = ops::uniform(ctx, &embed_uniform(layout, rows)?);
+        let bind = ops::bind(ctx, &k, &[&ub, io.params, io.x, pre]);
+        return Ok(vec![Dispatch { kernel: k, bind, groups: ops::grid(ctx, rows * g, 64)? }]);
+    }
     ops::gemm(
         ctx,
         (rows, g, i_w),
@@ -152,7 +211,19 @@ pub fn gpu_project_backward(
 ) -> anyhow::Result<Vec<Dispatch>> {
     let w = layout.get("w_in")?;
     let (g, i_w) = (w.shape[0], w.shape[1]);
-    let mut out = ops::gemm(ctx, (g, i_w, rows), Mat::transposed(d_pre, 0, g), Mat::rows(io.x, 0, i_w), None, Mat::rows(io.grads, w.offset, i_w), false)?;
+    let mut out = match io.tokens {
+        Some(csr) => {
+            use crate::gpu::context::Binding::{Read, ReadWrite, Uniform};
+            let zero = ctx.kernel(&crate::gpu::shaders::EMBED_GRAD, "zero", &[], &[Uniform, Read, Read, ReadWrite])?;
+            let scatter = ctx.kernel(&crate::gpu::shaders::EMBED_GRAD, "scatter", &[], &[Uniform, Read, Read, ReadWrite])?;
+            let ub = ops::uniform(ctx, &embed_uniform(layout, rows)?);
+            vec![
+                Dispatch { bind: ops::bind(ctx, &zero, &[&ub, d_pre, csr, io.grads]), kernel: zero, groups: ops::grid(ctx, g * i_w, 64)? },
+                Dispatch { bind: ops::bind(ctx, &scatter, &[&ub, d_pre, csr, io.grads]), kernel: scatter, groups: ops::grid(ctx, rows * 64, 64)? },
+            ]
+        }
+        None => ops::gemm(ctx, (g, i_w, rows), Mat::transposed(d_pre, 0, g), Mat::rows(io.x, 0, i_w), None, Mat::rows(io.grads, w.offset, i_w), false)?,
+    };
     if let Ok(b) = layout.get("b") {
         out.push(ops::colsum(ctx, d_pre, 0, rows, g, io.grads, b.offset)?);
     }

@@ -309,7 +309,10 @@ impl Default for ScanOptions {
 pub struct SeqIo<'a> {
     pub params: &'a wgpu::Buffer,
     pub grads: &'a wgpu::Buffer,
+    /// dense inputs, or the token ids (u32, T·B) when `tokens` is set
     pub x: &'a wgpu::Buffer,
+    /// token inputs: the CSR lists of `input::token_csr` for the gradient
+    pub tokens: Option<&'a wgpu::Buffer>,
     pub states: &'a wgpu::Buffer,
     pub d_states: &'a wgpu::Buffer,
 }

@@ -62,9 +62,23 @@ pub struct Batch {
     pub metric_mask: Vec<f32>,
     /// overrides the loss normaliser (see `train::loss::loss_norm`)
     pub loss_norm: Option<f64>,
+    /// token ids `(T·B)` in place of `x` (then `x` is `(T, B, 0)`): the
+    /// input is the one-hot vector of each id
+    pub tokens: Option<Vec<u32>>,
+    /// start from the last state of the previous batch of the same shape on
+    /// the same backend (truncated BPTT over streams), else from zeros
+    pub carry_state: bool,
 }
 
 impl Batch {
+    /// The inputs as the models take them.
+    pub fn input<'a, F: crate::real::Real>(&'a self, x: &'a ndarray::Array3<F>) -> crate::models::SeqInput<'a, F> {
+        match &self.tokens {
+            Some(ids) => crate::models::SeqInput::Tokens { ids, t_len: self.seq_len(), batch: self.batch() },
+            None => crate::models::SeqInput::Dense(x.view()),
+        }
+    }
+
     pub fn seq_len(&self) -> usize {
         self.x.dim().0
     }
@@ -218,7 +232,7 @@ impl Task {
                 metric[t * b + j] = 1.0;
             }
         }
-        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None }
+        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None, tokens: None, carry_state: false }
     }
 
     fn adding_batch(&self, b: usize, rng: &mut Rng) -> Batch {
@@ -239,7 +253,7 @@ impl Task {
             values[last] = x[[m1, j, 0]] + x[[m2, j, 0]];
             mask[last] = 1.0;
         }
-        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None }
+        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None, tokens: None, carry_state: false }
     }
 }
 

@@ -3,39 +3,70 @@
 use super::backend::{Backend, StepOut};
 use super::loss::batch_loss_and_grad;
 use super::optim::{apply, Hyper};
-use crate::models::{readout, Model};
+use crate::models::{input::check_tokens, readout, Model};
+use crate::real::Real;
 use crate::tasks::Batch;
 use anyhow::{ensure, Result};
-use ndarray::Array2;
+use ndarray::{s, Array2, ArrayView2};
 
 pub struct CpuBackend {
     pub model: Model,
     params: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
+    /// the last state of the previous batch (truncated BPTT over streams)
+    carried: Option<Array2<f32>>,
 }
 
 impl CpuBackend {
     pub fn new(model: Model, params: Vec<f32>) -> Result<Self> {
         ensure!(params.len() == model.layout().len(), "parameter vector has the wrong length");
         let n = params.len();
-        Ok(CpuBackend { model, params, m: vec![0.0; n], v: vec![0.0; n] })
+        Ok(CpuBackend { model, params, m: vec![0.0; n], v: vec![0.0; n], carried: None })
+    }
+
+    /// The batch's initial state: the carried one when asked for and of the right shape, else zeros.
+    fn initial_state(&self, batch: &Batch) -> Result<Array2<f32>> {
+        check_input(&self.model, batch)?;
+        let shape = (batch.batch(), self.model.state_width());
+        Ok(match &self.carried {
+            Some(c) if batch.carry_state && c.dim() == shape => c.clone(),
+            _ => Array2::zeros(shape),
+        })
     }
 }
 
-/// Loss, gradients and outputs of `model` on `batch` in any precision.
-pub fn loss_grads<F: crate::real::Real>(model: &Model, p: &[F], batch: &Batch) -> (F, Vec<F>, Array2<F>) {
+/// Token ids must index the model's input width.
+pub fn check_input(model: &Model, batch: &Batch) -> Result<()> {
+    if let Some(ids) = &batch.tokens {
+        ensure!(ids.len() == batch.seq_len() * batch.batch(), "batch has {} token ids for {} rows", ids.len(), batch.seq_len() * batch.batch());
+        check_tokens(ids, model.dims().input)?;
+    } else {
+        ensure!(batch.x.dim().2 == model.dims().input, "batch inputs have width {}, the model takes {}", batch.x.dim().2, model.dims().input);
+    }
+    Ok(())
+}
+
+/// Loss, gradients and outputs of `model` on `batch` from zero states in any precision.
+pub fn loss_grads<F: Real>(model: &Model, p: &[F], batch: &Batch) -> (F, Vec<F>, Array2<F>) {
+    let h0 = Array2::zeros((batch.batch(), model.state_width()));
+    let (loss, grads, y, _) = loss_grads_from(model, p, batch, h0.view());
+    (loss, grads, y)
+}
+
+/// As [`loss_grads`] from the initial state `h0`; also returns the last state.
+pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: ArrayView2<F>) -> (F, Vec<F>, Array2<F>, Array2<F>) {
     let x = batch.x.mapv(F::from_f32);
-    let (_, b, _) = x.dim();
-    let h0 = Array2::zeros((b, model.state_width()));
-    let states = model.forward(p, x.view(), h0.view());
+    let input = batch.input(&x);
+    let states = model.forward(p, input, h0);
     let layout = model.layout();
     let y = readout::forward(p, layout, states.view(), model.readout_width());
     let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![F::zero(); p.len()];
     let d_states = readout::backward(p, layout, states.view(), model.readout_width(), &dy, &mut grads);
-    model.backward(p, x.view(), states.view(), d_states.view(), &mut grads);
-    (loss, grads, y)
+    model.backward(p, input, states.view(), d_states.view(), &mut grads);
+    let last = states.slice(s![batch.seq_len(), .., ..]).to_owned();
+    (loss, grads, y, last)
 }
 
 impl Backend for CpuBackend {
@@ -44,13 +75,17 @@ impl Backend for CpuBackend {
     }
 
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {
-        let (loss, grads, _) = loss_grads(&self.model, &self.params, batch);
+        let h0 = self.initial_state(batch)?;
+        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view());
+        self.carried = Some(last);
         let grad_norm = apply(h, &mut self.params, &grads, &mut self.m, &mut self.v);
         Ok(StepOut { loss, grad_norm })
     }
 
     fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
-        let (loss, grads, _) = loss_grads(&self.model, &self.params, batch);
+        let h0 = self.initial_state(batch)?;
+        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view());
+        self.carried = Some(last);
         Ok((loss, grads))
     }
 
@@ -60,9 +95,10 @@ impl Backend for CpuBackend {
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
-        let x = batch.x.view();
-        let h0 = Array2::zeros((batch.batch(), self.model.state_width()));
-        let states = self.model.forward(&self.params, x, h0.view());
+        let h0 = self.initial_state(batch)?;
+        let input = batch.input(&batch.x);
+        let states = self.model.forward(&self.params, input, h0.view());
+        self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());
         let y = readout::forward(&self.params, self.model.layout(), states.view(), self.model.readout_width());
         let (loss, _) = batch_loss_and_grad(&y, batch);
         Ok((loss, y.into_raw_vec_and_offset().0))

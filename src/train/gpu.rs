@@ -12,8 +12,20 @@ use anyhow::{ensure, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// (T, B, cross-entropy, token inputs)
+type PlanKey = (usize, usize, bool, bool);
+
 struct ShapePlan {
     rows: usize,
+    /// token ids in `x`, CSR lists in `csr`
+    tokens: bool,
+    csr: wgpu::Buffer,
+    /// the last state, carried to the next batch of this shape when it asks
+    carry: wgpu::Buffer,
+    carry_in: bool,
+    /// bytes of one state slot (B·S f32) and the offset of slot T
+    slot_bytes: u64,
+    last_off: u64,
     outs: usize,
     cross_entropy: bool,
     x: wgpu::Buffer,
@@ -43,7 +55,7 @@ pub struct GpuBackend {
     /// [loss, grad_norm²]
     stats: wgpu::Buffer,
     staging: wgpu::Buffer,
-    plans: HashMap<(usize, usize, bool), ShapePlan>,
+    plans: HashMap<PlanKey, ShapePlan>,
     /// gradient norm + optimizer on whatever is in `grads` (flossing)
     update: Vec<Dispatch>,
     update_ub: wgpu::Buffer,
@@ -75,24 +87,28 @@ impl GpuBackend {
         Ok(self.plans[&key].family.persistent)
     }
 
-    fn plan_for(&mut self, batch: &Batch) -> Result<(usize, usize, bool)> {
+    fn plan_for(&mut self, batch: &Batch) -> Result<PlanKey> {
+        super::cpu::check_input(&self.model, batch)?;
         let ce = matches!(batch.target, Target::Classes(_));
-        let key = (batch.seq_len(), batch.batch(), ce);
+        let key = (batch.seq_len(), batch.batch(), ce, batch.tokens.is_some());
         if !self.plans.contains_key(&key) {
-            let plan = self.build(key.0, key.1, ce)?;
+            let plan = self.build(key)?;
             self.plans.insert(key, plan);
         }
         Ok(key)
     }
 
-    fn build(&self, t_len: usize, batch: usize, cross_entropy: bool) -> Result<ShapePlan> {
+    fn build(&self, (t_len, batch, cross_entropy, tokens): PlanKey) -> Result<ShapePlan> {
         let ctx = &*self.ctx;
         let model = &self.model;
         let dims = model.dims();
         let (s, r, o, i_w) = (model.state_width(), model.readout_width(), dims.output, dims.input);
         let rows = t_len * batch;
         let l = model.layout();
-        let x = ops::storage(ctx, "x", rows * i_w)?;
+        // token ids are u32, the same size as f32
+        let x = ops::storage(ctx, "x", if tokens { rows } else { rows * i_w })?;
+        let csr = ops::storage(ctx, "tokens.csr", if tokens { 3 * rows + 2 } else { 1 })?;
+        let carry = ops::storage(ctx, "carry", batch * s)?;
         let cls = ops::storage(ctx, "classes", if cross_entropy { rows } else { 1 })?;
         let tgt = ops::storage(ctx, "targets", if cross_entropy { 1 } else { rows * o })?;
         let mask = ops::storage(ctx, "mask", rows)?;
@@ -102,7 +118,7 @@ impl GpuBackend {
         let dy = ops::storage(ctx, "dy", rows * o)?;
         let row_loss = ops::storage(ctx, "row_loss", rows)?;
 
-        let io = SeqIo { params: &self.params, grads: &self.grads, x: &x, states: &states, d_states: &d_states };
+        let io = SeqIo { params: &self.params, grads: &self.grads, x: &x, tokens: tokens.then_some(&csr), states: &states, d_states: &d_states };
         let family = model.gpu_plan(ctx, t_len, batch, &io, &self.scan)?;
 
         // the readout features of states 1..=T: rows of width r, s apart
@@ -145,6 +161,12 @@ impl GpuBackend {
         ctx.check_errors()?;
         Ok(ShapePlan {
             rows,
+            tokens,
+            csr,
+            carry,
+            carry_in: false,
+            slot_bytes: (batch * s * 4) as u64,
+            last_off: (t_len * batch * s * 4) as u64,
             outs: o,
             cross_entropy,
             x,
@@ -164,12 +186,22 @@ impl GpuBackend {
         })
     }
 
-    fn upload(&mut self, batch: &Batch) -> Result<(usize, usize, bool)> {
+    fn upload(&mut self, batch: &Batch) -> Result<PlanKey> {
         let key = self.plan_for(batch)?;
         let ctx = &*self.ctx;
-        let plan = &self.plans[&key];
-        let xs = batch.x.as_standard_layout();
-        ops::write_f32(ctx, &plan.x, 0, xs.as_slice().expect("standard layout"));
+        let plan = self.plans.get_mut(&key).expect("plan just made");
+        plan.carry_in = batch.carry_state;
+        let plan = &*plan;
+        match &batch.tokens {
+            Some(ids) if plan.tokens => {
+                ctx.queue.write_buffer(&plan.x, 0, bytemuck::cast_slice(ids));
+                ctx.queue.write_buffer(&plan.csr, 0, bytemuck::cast_slice(&crate::models::input::token_csr(ids)));
+            }
+            _ => {
+                let xs = batch.x.as_standard_layout();
+                ops::write_f32(ctx, &plan.x, 0, xs.as_slice().expect("standard layout"));
+            }
+        }
         match &batch.target {
             Target::Classes(c) => ctx.queue.write_buffer(&plan.cls, 0, bytemuck::cast_slice(c)),
             Target::Values(v) => ops::write_f32(ctx, &plan.tgt, 0, v),
@@ -181,10 +213,16 @@ impl GpuBackend {
     }
 
     /// Run the recorded passes and read back [loss, grad_norm²].
-    fn run(&self, key: (usize, usize, bool), backward: bool, update: bool) -> Result<[f32; 2]> {
+    fn run(&self, key: PlanKey, backward: bool, update: bool) -> Result<[f32; 2]> {
         let ctx = &*self.ctx;
         let plan = &self.plans[&key];
         let mut enc = ctx.device.create_command_encoder(&Default::default());
+        // initial state: carried from the last batch of this shape, or zeros
+        if plan.carry_in {
+            enc.copy_buffer_to_buffer(&plan.carry, 0, &plan.states, 0, plan.slot_bytes);
+        } else {
+            enc.clear_buffer(&plan.states, 0, Some(plan.slot_bytes));
+        }
         let mut list: Vec<&Dispatch> = plan.forward.iter().chain(&plan.loss).collect();
         if backward {
             list.extend(&plan.backward);
@@ -200,6 +238,7 @@ impl GpuBackend {
                 pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
             }
         }
+        enc.copy_buffer_to_buffer(&plan.states, plan.last_off, &plan.carry, 0, plan.slot_bytes);
         enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
         ctx.queue.submit([enc.finish()]);
         let v = ops::map_read(ctx, &self.staging, 2)?;
