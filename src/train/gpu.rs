@@ -56,6 +56,9 @@ pub struct GpuBackend {
     stats: wgpu::Buffer,
     staging: wgpu::Buffer,
     plans: HashMap<PlanKey, ShapePlan>,
+    /// the carried state per batch size, shared by every plan of that batch
+    /// size (a split's last, shorter segment carries on from the others)
+    carries: HashMap<usize, wgpu::Buffer>,
     /// gradient norm + optimizer on whatever is in `grads` (flossing)
     update: Vec<Dispatch>,
     update_ub: wgpu::Buffer,
@@ -78,7 +81,7 @@ impl GpuBackend {
         let ob = OptBuffers { params: &p, grads: &g, m: &m, v: &v, stats: &stats };
         let (opt_d, update_ub) = ops::optimizer(&ctx, n, &ob)?;
         let update = vec![ops::sum(&ctx, &g, 0, n, true, &stats, 1)?, opt_d];
-        Ok(GpuBackend { ctx, model, scan, params: p, grads: g, m, v, stats, staging, plans: HashMap::new(), update, update_ub })
+        Ok(GpuBackend { ctx, model, scan, params: p, grads: g, m, v, stats, staging, plans: HashMap::new(), carries: HashMap::new(), update, update_ub })
     }
 
     /// Whether the recurrence for this shape runs as the persistent kernel.
@@ -92,13 +95,19 @@ impl GpuBackend {
         let ce = matches!(batch.target, Target::Classes(_));
         let key = (batch.seq_len(), batch.batch(), ce, batch.tokens.is_some());
         if !self.plans.contains_key(&key) {
-            let plan = self.build(key)?;
+            let s = self.model.state_width();
+            let carry = match self.carries.get(&key.1) {
+                Some(c) => c.clone(),
+                None => ops::storage(&self.ctx, "carry", key.1 * s)?,
+            };
+            self.carries.insert(key.1, carry.clone());
+            let plan = self.build(key, carry)?;
             self.plans.insert(key, plan);
         }
         Ok(key)
     }
 
-    fn build(&self, (t_len, batch, cross_entropy, tokens): PlanKey) -> Result<ShapePlan> {
+    fn build(&self, (t_len, batch, cross_entropy, tokens): PlanKey, carry: wgpu::Buffer) -> Result<ShapePlan> {
         let ctx = &*self.ctx;
         let model = &self.model;
         let dims = model.dims();
@@ -108,7 +117,6 @@ impl GpuBackend {
         // token ids are u32, the same size as f32
         let x = ops::storage(ctx, "x", if tokens { rows } else { rows * i_w })?;
         let csr = ops::storage(ctx, "tokens.csr", if tokens { 3 * rows + 2 } else { 1 })?;
-        let carry = ops::storage(ctx, "carry", batch * s)?;
         let cls = ops::storage(ctx, "classes", if cross_entropy { rows } else { 1 })?;
         let tgt = ops::storage(ctx, "targets", if cross_entropy { 1 } else { rows * o })?;
         let mask = ops::storage(ctx, "mask", rows)?;
