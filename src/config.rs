@@ -1,7 +1,7 @@
 //! The run configuration: a TOML file, overridden by command-line flags,
 //! written back fully resolved as `config.toml` in the run directory.
 
-use crate::models::{InitConfig, InitKind, ModelKind, ScanMode, ScanOptions};
+use crate::models::{InitConfig, InitKind, ModelKind, ModelOptions, ScanMode, ScanOptions};
 use crate::tasks::{FilterKind, FilterSpec, Objective, Task, TaskKind};
 use crate::train::optim::{OptimConfig, OptimKind, Schedule};
 use anyhow::{bail, Context, Result};
@@ -81,6 +81,25 @@ pub struct TrainConfig {
     pub floss_transient: usize,
     /// trajectories per flossing update (0 = the training batch)
     pub floss_trajectories: usize,
+    // --- model options
+    /// LSTM: initial forget-gate bias
+    pub forget_bias: f64,
+    // --- language modelling (tasks ptb, text)
+    /// the PTB folder, or the text file
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// text task: word | char
+    pub level: String,
+    /// truncated BPTT: time steps per segment (the state carries across)
+    pub bptt: usize,
+    /// at most this many epochs
+    pub epochs: u64,
+    /// divide the learning rate by this when validation perplexity does not improve
+    pub lr_divide: f64,
+    /// an epoch improves when its perplexity × this is below the best
+    pub min_improvement: f64,
+    /// stop after this many divisions
+    pub max_divides: u64,
 }
 
 impl Default for TrainConfig {
@@ -118,6 +137,14 @@ impl Default for TrainConfig {
             freq: 0.3,
             horizon: 64,
             channels: 1,
+            forget_bias: 1.0,
+            data: None,
+            level: "word".into(),
+            bptt: 35,
+            epochs: 30,
+            lr_divide: 2.0,
+            min_improvement: 1.003,
+            max_divides: 6,
             objective: Objective::Sampled,
             eig_every: 0,
             delay: 10,
@@ -204,7 +231,16 @@ impl TrainConfig {
                 bail!("a step schedule needs every > 0 and a positive factor");
             }
         }
+        if self.task.is_lm() {
+            return self.validate_lm();
+        }
         self.task()?;
+        if self.task == TaskKind::Filter && !matches!(self.model, ModelKind::Rnn | ModelKind::Linear) {
+            bail!("the filter task (the linear-RNN study) records W's eigenvalues: use --model linear or rnn");
+        }
+        if self.flossing() && !matches!(self.model, ModelKind::Rnn | ModelKind::Linear) {
+            bail!("gradient flossing is implemented for --model rnn and linear, not {}", self.model.name());
+        }
         if self.floss_k == 0 || self.floss_k > self.hidden {
             bail!("--floss-k must be between 1 and --hidden ({}), got {}", self.hidden, self.floss_k);
         }
@@ -218,6 +254,46 @@ impl TrainConfig {
             bail!("--floss-weight must be a finite number >= 0");
         }
         self.optim().validate()
+    }
+
+    fn validate_lm(&self) -> Result<()> {
+        if self.data.is_none() {
+            bail!("--task {} needs --data (the PTB folder, or a text file)", if self.task == TaskKind::Ptb { "ptb" } else { "text" });
+        }
+        if !["word", "char"].contains(&self.level.as_str()) {
+            bail!("unknown --level '{}': expected word or char", self.level);
+        }
+        if self.task == TaskKind::Ptb && self.level != "word" {
+            bail!("--task ptb is word level; use --task text --level char for characters");
+        }
+        if self.bptt == 0 || self.epochs == 0 {
+            bail!("--bptt and --epochs must be positive");
+        }
+        if !(self.lr_divide > 1.0 && self.lr_divide.is_finite()) {
+            bail!("--lr-divide must be a finite number > 1, got {}", self.lr_divide);
+        }
+        if !(self.min_improvement >= 1.0 && self.min_improvement.is_finite()) {
+            bail!("--min-improvement must be a finite number >= 1, got {}", self.min_improvement);
+        }
+        if self.flossing() {
+            bail!("gradient flossing is not available for language modelling");
+        }
+        self.optim().validate()
+    }
+
+    /// The settings a language model starts from when no config file says
+    /// otherwise: Zaremba/Mikolov-style SGD.
+    pub fn apply_lm_defaults(&mut self) {
+        self.optimizer = OptimKind::Sgd;
+        self.lr = 1.0;
+        self.clip = 5.0;
+        self.batch = 32;
+        self.hidden = 100;
+        self.log_every = 100;
+    }
+
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions { bias: self.bias(), forget_bias: self.forget_bias }
     }
 
     /// Whether any flossing is configured.
@@ -249,6 +325,7 @@ impl TrainConfig {
 
     pub fn task(&self) -> Result<Task> {
         match self.task {
+            TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from --data"),
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),
             TaskKind::DelayedCopy | TaskKind::DelayedXor => Task::delayed(self.task, self.seq_len, self.delay),
             k => Task::new(k, self.seq_len),

@@ -26,6 +26,8 @@ enum Cmd {
     Eval(EvalArgs),
     /// Lyapunov spectrum of a fresh model or a run's checkpoint; writes lyapunov.json and lyapunov.svg
     Lyapunov(LyapArgs),
+    /// Generate text from a language model's run
+    Sample(SampleArgs),
     /// List GPU adapters with their limits and features
     Info {
         /// print JSON
@@ -155,6 +157,30 @@ struct TrainArgs {
     /// gradient flossing: trajectory length Tp
     #[arg(long, value_name = "TP")]
     floss_len: Option<usize>,
+    /// lstm: initial forget-gate bias
+    #[arg(long)]
+    forget_bias: Option<f64>,
+    /// language modelling: the PTB folder (--task ptb) or a text file (--task text)
+    #[arg(long, value_name = "PATH")]
+    data: Option<String>,
+    /// --task text: word | char
+    #[arg(long)]
+    level: Option<String>,
+    /// language modelling: time steps per truncated-BPTT segment
+    #[arg(long, value_name = "T")]
+    bptt: Option<usize>,
+    /// language modelling: at most this many epochs
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// language modelling: divide the learning rate by this when validation perplexity stops improving
+    #[arg(long)]
+    lr_divide: Option<f64>,
+    /// language modelling: an epoch counts as better when its perplexity × this is below the best
+    #[arg(long)]
+    min_improvement: Option<f64>,
+    /// language modelling: stop after this many divisions of the learning rate
+    #[arg(long)]
+    max_divides: Option<u64>,
     /// no log lines or progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -181,12 +207,30 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct SampleArgs {
+    /// run directory of a language model (--task ptb or text)
+    #[arg(long)]
+    run: PathBuf,
+    /// tokens to generate
+    #[arg(long, default_value_t = 100)]
+    length: usize,
+    /// softmax temperature (0 = always the most likely token)
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// text the model reads before it generates
+    #[arg(long, default_value = "")]
+    prime: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
 #[command(allow_negative_numbers = true)]
 struct LyapArgs {
     /// take the model and parameters from this run directory
     #[arg(long, value_name = "DIR")]
     run: Option<PathBuf>,
-    /// fresh model: rnn | linear
+    /// fresh model: rnn | linear | lstm | gru
     #[arg(long, default_value = "rnn")]
     model: String,
     #[arg(long, default_value_t = 64)]
@@ -263,7 +307,11 @@ fn lyapunov(a: LyapArgs) -> Result<()> {
         seed: a.seed,
     };
     lcfg.validate(n)?;
-    let engine = resolve(&a.device, a.adapter.as_deref())?;
+    let mut engine = resolve(&a.device, a.adapter.as_deref())?;
+    if !matches!(model, longmem::models::Model::Rnn(_)) && matches!(engine, longmem::device::Engine::Gpu(_)) {
+        eprintln!("the GPU spectrum covers the Elman family (rnn, linear); computing the {} spectrum on the CPU", model.kind().name());
+        engine = longmem::device::Engine::Cpu;
+    }
     if !a.json {
         eprintln!("device: {}", engine.describe());
     }
@@ -313,6 +361,14 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
             }
         };
     }
+    // a language model from scratch starts from the LM recipe, not the synthetic tasks' defaults
+    let lm_task = match &a.task {
+        Some(t) => TaskKind::parse(t)?.is_lm(),
+        None => false,
+    };
+    if a.resume.is_none() && a.config.is_none() && lm_task {
+        c.apply_lm_defaults();
+    }
     set!(seq_len);
     set!(hidden);
     set!(batch);
@@ -341,6 +397,16 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(floss_weight);
     set!(floss_k);
     set!(floss_len);
+    set!(forget_bias);
+    set!(level);
+    set!(bptt);
+    set!(epochs);
+    set!(lr_divide);
+    set!(min_improvement);
+    set!(max_divides);
+    if a.data.is_some() {
+        c.data = a.data.clone();
+    }
     if a.bias.is_some() {
         c.bias = a.bias;
     }
@@ -403,6 +469,19 @@ fn eval(a: EvalArgs) -> Result<()> {
     let cfg = TrainConfig::load(&a.run.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", a.run.display()))?;
     let device = a.device.clone().unwrap_or(cfg.device.clone());
     let engine = resolve(&device, a.adapter.as_deref().or(cfg.adapter.as_deref()))?;
+    if cfg.task.is_lm() {
+        let r = longmem::train::lm::evaluate(&a.run, &cfg, &engine)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!("run {} at step {} on {}", a.run.display(), r.step, r.device);
+            println!("perplexity: valid {:.2}, test {:.2} ({} level, vocabulary {})", r.perplexity.valid, r.perplexity.test, r.level, r.vocab);
+            if let Some(b) = r.bits_per_char {
+                println!("bits per char: valid {:.4}, test {:.4}", b.valid, b.test);
+            }
+        }
+        return Ok(());
+    }
     let r = run::evaluate(&a.run, &engine, a.batches, a.seed)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -413,6 +492,14 @@ fn eval(a: EvalArgs) -> Result<()> {
             println!("accuracy {acc:.4}");
         }
     }
+    Ok(())
+}
+
+fn sample(a: SampleArgs) -> Result<()> {
+    let cfg = TrainConfig::load(&a.run.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", a.run.display()))?;
+    anyhow::ensure!(cfg.task.is_lm(), "{} is not a language model's run (its task is not ptb or text)", a.run.display());
+    let text = longmem::train::lm::sample(&a.run, &cfg, &a.prime, a.length, a.temperature, a.seed)?;
+    println!("{text}");
     Ok(())
 }
 
@@ -449,6 +536,7 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Train(a) => train(*a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Sample(a) => sample(a),
         Cmd::Lyapunov(a) => lyapunov(a),
         Cmd::Info { json } => info(json),
     };

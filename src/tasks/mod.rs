@@ -22,6 +22,10 @@ pub enum TaskKind {
     /// y_t = s_{t-d/2} xor s_{t-d}
     #[serde(rename = "delayed-xor")]
     DelayedXor,
+    /// word-level Penn Treebank language modelling (train::lm)
+    Ptb,
+    /// language modelling on any text file, word or char level (train::lm)
+    Text,
 }
 
 impl TaskKind {
@@ -32,8 +36,15 @@ impl TaskKind {
             "filter" => TaskKind::Filter,
             "delayed-copy" => TaskKind::DelayedCopy,
             "delayed-xor" => TaskKind::DelayedXor,
-            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy or delayed-xor"),
+            "ptb" => TaskKind::Ptb,
+            "text" => TaskKind::Text,
+            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb or text"),
         })
+    }
+
+    /// Language modelling over a corpus (trained by `train::lm`).
+    pub fn is_lm(self) -> bool {
+        matches!(self, TaskKind::Ptb | TaskKind::Text)
     }
 }
 
@@ -109,6 +120,7 @@ impl Task {
             TaskKind::Adding if t < 2 => bail!("adding task needs --seq-len T >= 2"),
             TaskKind::Filter => bail!("the filter task is made with Task::filter"),
             TaskKind::DelayedCopy | TaskKind::DelayedXor => bail!("the delayed tasks are made with Task::delayed"),
+            TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from a corpus (train::lm)"),
             _ => Ok(Task { kind, t, filter: None, delay: 0 }),
         }
     }
@@ -144,6 +156,7 @@ impl Task {
             TaskKind::Adding => 2,
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 1,
+            TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
     pub fn output_width(&self) -> usize {
@@ -152,11 +165,12 @@ impl Task {
             TaskKind::Adding => 1,
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
+            TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
-            TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor => LossKind::CrossEntropy,
+            TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text => LossKind::CrossEntropy,
             TaskKind::Adding | TaskKind::Filter => LossKind::Mse,
         }
     }
@@ -164,7 +178,7 @@ impl Task {
     pub fn seq_len(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
-            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor => self.t,
+            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text => self.t,
             TaskKind::Filter => match self.spec().objective {
                 Objective::Sampled => self.t,
                 Objective::Population => self.spec().population_lags(),
@@ -181,6 +195,7 @@ impl Task {
             TaskKind::Filter => self.spec().zero_predictor_loss(),
             // a coin flip
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
+            TaskKind::Ptb | TaskKind::Text => f64::NAN,
         }
     }
     pub fn has_accuracy(&self) -> bool {
@@ -208,6 +223,8 @@ impl Task {
             TaskKind::Filter => self.spec().batch(self.t, batch, rng),
             TaskKind::DelayedCopy => delayed::batch(delayed::Delayed::Copy, self.t, self.delay, batch, rng),
             TaskKind::DelayedXor => delayed::batch(delayed::Delayed::Xor, self.t, self.delay, batch, rng),
+            // Task::new refuses these kinds: their batches come from train::lm
+            TaskKind::Ptb | TaskKind::Text => unreachable!("no Task is made for a language-modelling kind"),
         }
     }
 

@@ -28,6 +28,11 @@ pub struct MetricsLine {
     /// the flossed Lyapunov exponents λ_1..λ_k (nats per step, estimated on the flossing trajectories)
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lyapunov: Option<Vec<f64>>,
+    /// language modelling: the epoch, and exp(loss) (loss = nats per token)
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub epoch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub perplexity: Option<f64>,
 }
 
 impl MetricsLine {

@@ -11,3 +11,4 @@ pub use backend::{Backend, StepOut};
 pub mod checkpoint;
 pub mod metrics;
 pub mod run;
+pub mod lm;

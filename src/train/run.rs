@@ -75,6 +75,9 @@ pub struct RunSummary {
 }
 
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    if cfg.task.is_lm() {
+        return super::lm::train(cfg, opts);
+    }
     cfg.validate()?;
     let engine = resolve(&cfg.device, cfg.adapter.as_deref())?;
     train_on(cfg, opts, &engine)
@@ -160,6 +163,8 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             phase: Some("floss".into()),
             floss_updates: Some(done),
             lyapunov: Some(r.exponents.clone()),
+            epoch: None,
+            perplexity: None,
         };
         metrics::append(&metrics_path, &line)
     };
@@ -237,6 +242,8 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
                 phase: None,
                 floss_updates: None,
                 lyapunov: None,
+                epoch: None,
+                perplexity: None,
             };
             metrics::append(&metrics_path, &line)?;
             final_loss = line.loss;
