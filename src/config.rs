@@ -100,6 +100,9 @@ pub struct TrainConfig {
     pub min_improvement: f64,
     /// stop after this many divisions
     pub max_divides: u64,
+    /// train on the first N training tokens only (quick runs; unset = all)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_tokens: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -145,6 +148,7 @@ impl Default for TrainConfig {
             lr_divide: 2.0,
             min_improvement: 1.003,
             max_divides: 6,
+            train_tokens: None,
             objective: Objective::Sampled,
             eig_every: 0,
             delay: 10,
@@ -282,10 +286,12 @@ impl TrainConfig {
     }
 
     /// The settings a language model starts from when no config file says
-    /// otherwise: Zaremba/Mikolov-style SGD.
+    /// otherwise: Zaremba/Mikolov-style SGD on the loss summed over a
+    /// segment's steps. Gated units take lr 1; the plain and the SCRN's
+    /// sigmoid/tanh recurrences blow up there and take 0.1.
     pub fn apply_lm_defaults(&mut self) {
         self.optimizer = OptimKind::Sgd;
-        self.lr = 1.0;
+        self.lr = if matches!(self.model, ModelKind::Lstm | ModelKind::Gru) { 1.0 } else { 0.1 };
         self.clip = 5.0;
         self.batch = 32;
         self.hidden = 100;

@@ -181,6 +181,9 @@ struct TrainArgs {
     /// language modelling: stop after this many divisions of the learning rate
     #[arg(long)]
     max_divides: Option<u64>,
+    /// language modelling: train on the first N training tokens only
+    #[arg(long, value_name = "N")]
+    train_tokens: Option<usize>,
     /// no log lines or progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -367,6 +370,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
         None => false,
     };
     if a.resume.is_none() && a.config.is_none() && lm_task {
+        if let Some(m) = &a.model {
+            c.model = ModelKind::parse(m)?;
+        }
         c.apply_lm_defaults();
     }
     set!(seq_len);
@@ -406,6 +412,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(max_divides);
     if a.data.is_some() {
         c.data = a.data.clone();
+    }
+    if a.train_tokens.is_some() {
+        c.train_tokens = a.train_tokens;
     }
     if a.bias.is_some() {
         c.bias = a.bias;

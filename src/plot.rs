@@ -349,6 +349,42 @@ pub fn floss_svg(path: &Path, lines: &[MetricsLine], title: &str) -> Result<()> 
     Ok(())
 }
 
+/// Language-model curves: training and validation loss (nats per token) against step.
+pub fn lm_svg(path: &Path, train: &[(f64, f64)], valid: &[(f64, f64)]) -> Result<()> {
+    if train.is_empty() && valid.is_empty() {
+        return Ok(());
+    }
+    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {} failed: {e}", path.display());
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let all = train.iter().chain(valid).filter(|p| p.1.is_finite());
+    let max_step = all.clone().map(|p| p.0).fold(1.0f64, f64::max);
+    let y_max = all.clone().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.05;
+    let y_min = all.map(|p| p.1).fold(f64::INFINITY, f64::min).min(y_max) * 0.95;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("language model: nats per token (perplexity = exp)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_step, y_min..y_max)
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("step").y_desc("cross-entropy").draw().map_err(|e| err(&e))?;
+    let finite = |v: &[(f64, f64)]| v.iter().copied().filter(|p| p.1.is_finite()).collect::<Vec<_>>();
+    chart
+        .draw_series(LineSeries::new(finite(train), BLUE.stroke_width(2)))
+        .map_err(|e| err(&e))?
+        .label("training")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(finite(valid), RED.stroke_width(2)))
+        .map_err(|e| err(&e))?
+        .label("validation")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,40 +435,4 @@ mod tests {
             eprintln!("plots kept in {}", dir.display());
         }
     }
-}
-
-/// Language-model curves: training and validation loss (nats per token) against step.
-pub fn lm_svg(path: &Path, train: &[(f64, f64)], valid: &[(f64, f64)]) -> Result<()> {
-    if train.is_empty() && valid.is_empty() {
-        return Ok(());
-    }
-    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {} failed: {e}", path.display());
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let all = train.iter().chain(valid).filter(|p| p.1.is_finite());
-    let max_step = all.clone().map(|p| p.0).fold(1.0f64, f64::max);
-    let y_max = all.clone().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.05;
-    let y_min = all.map(|p| p.1).fold(f64::INFINITY, f64::min).min(y_max) * 0.95;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("language model: nats per token (perplexity = exp)", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_step, y_min..y_max)
-        .map_err(|e| err(&e))?;
-    chart.configure_mesh().x_desc("step").y_desc("cross-entropy").draw().map_err(|e| err(&e))?;
-    let finite = |v: &[(f64, f64)]| v.iter().copied().filter(|p| p.1.is_finite()).collect::<Vec<_>>();
-    chart
-        .draw_series(LineSeries::new(finite(train), BLUE.stroke_width(2)))
-        .map_err(|e| err(&e))?
-        .label("training")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(finite(valid), RED.stroke_width(2)))
-        .map_err(|e| err(&e))?
-        .label("validation")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
 }

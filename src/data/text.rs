@@ -7,11 +7,11 @@
 //!
 //! Vocabulary file format: UTF-8 text, one token per line in id order (line k
 //! holds token k), every line ending in '\n'. So that any char can be a token,
-//! four characters are escaped: backslash as `\\`, newline as `\n`, carriage
+//! five characters are escaped: backslash as `\\`, newline as `\n`, carriage
 //! return as `\r`, tab as `\t`, and space as `\s`. No other escapes exist, and
 //! empty lines and duplicate tokens are rejected on load.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -107,10 +107,6 @@ impl Vocab {
         self.tokens.get(id as usize).map_or("\u{FFFD}", |s| s.as_str())
     }
 
-    pub fn tokens(&self) -> &[String] {
-        &self.tokens
-    }
-
     /// Map tokens to ids; `source` names where they came from for the error.
     fn encode(&self, tokens: &[&str], source: &Path) -> Result<Vec<u32>> {
         tokens
@@ -187,7 +183,7 @@ fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Read and tokenise a file, refusing files with nothing to model.
+/// Read a corpus file, refusing one with nothing to model.
 fn read_corpus(path: &Path, level: Level) -> Result<String> {
     let text = read_text(path)?;
     let empty = match level {
@@ -238,12 +234,8 @@ impl Corpus {
         let tokens = tokenize(&text, level);
         let vocab = match level {
             Level::Word => Vocab::first_appearance(&tokens)?,
-            Level::Char => {
-                let mut chars: Vec<char> = text.chars().collect();
-                chars.sort_unstable();
-                chars.dedup();
-                Vocab::new(chars.into_iter().map(String::from).collect())?
-            }
+            // A set first: sorting every char of a large file would be slow.
+            Level::Char => Vocab::new(text.chars().collect::<BTreeSet<char>>().into_iter().map(String::from).collect())?,
         };
         let ids = vocab.encode(&tokens, path)?;
         let n = ids.len();
@@ -290,12 +282,7 @@ impl Streams {
         ensure!(batch >= 1, "batch must be at least 1");
         let len = tokens.len() / batch;
         ensure!(len >= 2, "{} tokens in {batch} streams leave {len} per stream; need at least 2", tokens.len());
-        let mut data = vec![0u32; len * batch];
-        for b in 0..batch {
-            for t in 0..len {
-                data[t * batch + b] = tokens[b * len + t];
-            }
-        }
+        let data = (0..len * batch).map(|r| tokens[(r % batch) * len + r / batch]).collect();
         Ok(Streams { data, len, batch })
     }
 
@@ -338,16 +325,10 @@ impl Streams {
 /// before exponentiating, so huge values cannot overflow; NaN logits are never
 /// drawn. An empty slice gives 0.
 pub fn sample_index(logits: &[f32], temperature: f64, rng: &mut Rng) -> usize {
+    // First maximum; `>` skips NaN.
     let argmax = || {
-        let mut best = 0;
-        let mut best_v = f32::NEG_INFINITY;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > best_v {
-                best = i;
-                best_v = v;
-            }
-        }
-        best
+        let pick = |(bi, bv): (usize, f32), (i, &v): (usize, &f32)| if v > bv { (i, v) } else { (bi, bv) };
+        logits.iter().enumerate().fold((0, f32::NEG_INFINITY), pick).0
     };
     if temperature.is_nan() || temperature <= 0.0 || logits.is_empty() {
         return argmax();
@@ -387,18 +368,15 @@ pub fn detokenize(vocab: &Vocab, ids: &[u32], level: Level) -> String {
     match level {
         Level::Char => ids.iter().for_each(|&id| out.push_str(vocab.token(id))),
         Level::Word => {
-            let mut line_start = true;
             for &id in ids {
-                let t = vocab.token(id);
-                if t == EOS {
-                    out.push('\n');
-                    line_start = true;
-                } else {
-                    if !line_start {
-                        out.push(' ');
+                match vocab.token(id) {
+                    EOS => out.push('\n'),
+                    t => {
+                        if !(out.is_empty() || out.ends_with('\n')) {
+                            out.push(' ');
+                        }
+                        out.push_str(t);
                     }
-                    out.push_str(t);
-                    line_start = false;
                 }
             }
         }
@@ -438,6 +416,7 @@ mod tests {
         assert_eq!(w.id("\n"), Some(0));
         assert_eq!(w.token(3), "é");
         assert_eq!(w.token(99), "\u{FFFD}");
+        assert_eq!(detokenize(&w, &[9, 10, 8, 9, 8], Level::Word), "日本 x y\n日本\n");
 
         fs::write(&path, "a\n\\q\n").unwrap();
         assert!(Vocab::load(&path).is_err(), "unknown escape");
@@ -568,11 +547,5 @@ mod tests {
         assert!(seen[0] > 600 && seen[1] > 150, "{seen:?}");
         assert_eq!(sample_index(&[f32::NAN, 3.0, f32::NEG_INFINITY], 1.0, &mut rng), 1);
         assert_eq!(sample_index(&[], 1.0, &mut rng), 0);
-    }
-
-    #[test]
-    fn detokenize_words() {
-        let v = Vocab::new(["a", "b", EOS].map(String::from).to_vec()).unwrap();
-        assert_eq!(detokenize(&v, &[0, 1, 2, 1, 2], Level::Word), "a b\nb\n");
     }
 }

@@ -1,7 +1,7 @@
 //! The CPU backend: the reference model in f32 with the CPU optimizer.
 
 use super::backend::{Backend, StepOut};
-use super::loss::batch_loss_and_grad;
+use super::loss::{batch_loss, batch_loss_and_grad};
 use super::optim::{apply, Hyper};
 use crate::models::{input::check_tokens, readout, Model};
 use crate::real::Real;
@@ -100,7 +100,7 @@ impl Backend for CpuBackend {
         let states = self.model.forward(&self.params, input, h0.view());
         self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());
         let y = readout::forward(&self.params, self.model.layout(), states.view(), self.model.readout_width());
-        let (loss, _) = batch_loss_and_grad(&y, batch);
+        let loss = batch_loss(&y, batch);
         Ok((loss, y.into_raw_vec_and_offset().0))
     }
 

@@ -45,6 +45,22 @@ pub fn lm_model(cfg: &TrainConfig, vocab: usize) -> Result<Model> {
     Model::build(cfg.model, Dims { input: vocab, hidden: cfg.hidden, output: vocab }, &cfg.model_options())
 }
 
+/// Initial parameters for token inputs: the families scale w_in for dense
+/// inputs of unit variance (N(0, 1/I)), but a one-hot input has fan-in 1,
+/// so its column (the token's embedding) is drawn N(0, (0.5·scale)²)
+/// instead of being nearly zero for a large vocabulary.
+pub fn init_params(model: &Model, cfg: &TrainConfig) -> Vec<f32> {
+    let mut rng = Rng::stream(cfg.seed, super::run::STREAM_INIT);
+    let mut p = model.init(&cfg.init_config(), &mut rng);
+    let sd = 0.5 * cfg.init_scale;
+    if let Ok(w) = model.layout().get("w_in") {
+        for v in &mut p[w.range()] {
+            *v = (rng.normal() * sd) as f32;
+        }
+    }
+    p
+}
+
 /// A segment as a batch of token inputs with next-token targets.
 pub fn segment_batch(seg: &Segment, carry_state: bool) -> Batch {
     let rows = seg.t_len * seg.batch;
@@ -105,7 +121,11 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             eprintln!("{msg}");
         }
     };
-    let corpus = corpus(cfg)?;
+    let mut corpus = corpus(cfg)?;
+    if let Some(n) = cfg.train_tokens {
+        ensure!(n >= 2 * cfg.batch, "--train-tokens {n} leaves fewer than 2 tokens per stream for --batch {}", cfg.batch);
+        corpus.train.truncate(n);
+    }
     let v = corpus.vocab.len();
     let model = lm_model(cfg, v)?;
     let fallback = if cfg.device == "auto" && matches!(engine, Engine::Cpu) { " (no Vulkan, Metal or DX12 adapter found)" } else { "" };
@@ -138,7 +158,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
         corpus.vocab.save(&dir.join(VOCAB_FILE))?;
-        let p = model.init(&cfg.init_config(), &mut Rng::stream(cfg.seed, super::run::STREAM_INIT));
+        let p = init_params(&model, cfg);
         let st = LmState { epoch: 0, step: 0, lr_scale: 1.0, best_valid_ppl: f64::INFINITY, divides: 0, done: false };
         (p, None, st)
     };
@@ -361,17 +381,16 @@ pub fn sample(dir: &Path, cfg: &TrainConfig, prime: &str, len: usize, temperatur
     let primed = ids.len();
     let mut rng = Rng::seed(seed);
     let mut h = ndarray::Array2::<f32>::zeros((1, model.state_width()));
+    // read the prime, then feed back each sampled token
     let mut out = ids.clone();
-    let mut next = ids[0];
     for t in 0..primed + len - 1 {
-        let tok = if t < primed { ids[t] } else { next };
+        let tok = out[t];
         let x = crate::models::SeqInput::Tokens { ids: &[tok], t_len: 1, batch: 1 };
         let states = model.forward(&p, x, h.view());
         let y = crate::models::readout::forward(&p, model.layout(), states.view(), model.readout_width());
         h = states.index_axis(ndarray::Axis(0), 1).to_owned();
-        next = crate::data::text::sample_index(y.as_slice().expect("contiguous"), temperature, &mut rng) as u32;
         if t + 1 >= primed {
-            out.push(next);
+            out.push(crate::data::text::sample_index(y.as_slice().expect("contiguous"), temperature, &mut rng) as u32);
         }
     }
     Ok(crate::data::text::detokenize(&vocab, &out, level))

@@ -39,6 +39,7 @@ pub fn loss_and_grad_with_norm<F: Real>(y: &Array2<F>, target: &Target, mask: &[
     let mut total = F::zero();
     match target {
         Target::Classes(cls) => {
+            // one exp per logit: e = exp(y − max) goes into dy, then scales to p
             for r in 0..rows {
                 let m = F::from_f32(mask[r]);
                 if m == F::zero() {
@@ -46,15 +47,19 @@ pub fn loss_and_grad_with_norm<F: Real>(y: &Array2<F>, target: &Target, mask: &[
                 }
                 let row = y.row(r);
                 let mx = row.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
-                let z: F = row.iter().map(|&v| (v - mx).exp()).sum();
-                let lse = mx + z.ln();
-                let c = cls[r] as usize;
-                total = total + m * (lse - row[c]);
-                for o in 0..outs {
-                    let p = (row[o] - lse).exp();
-                    let onehot = if o == c { F::one() } else { F::zero() };
-                    dy[[r, o]] = m * norm * (p - onehot);
+                let mut drow = dy.row_mut(r);
+                let mut z = F::zero();
+                for (d, &v) in drow.iter_mut().zip(row.iter()) {
+                    let e = (v - mx).exp();
+                    *d = e;
+                    z = z + e;
                 }
+                let c = cls[r] as usize;
+                total = total + m * (mx + z.ln() - row[c]);
+                let w = m * norm;
+                let scale = w / z;
+                drow.mapv_inplace(|e| e * scale);
+                drow[c] = drow[c] - w;
             }
         }
         Target::Values(vals) => {
@@ -72,6 +77,23 @@ pub fn loss_and_grad_with_norm<F: Real>(y: &Array2<F>, target: &Target, mask: &[
         }
     }
     (total * norm, dy)
+}
+
+/// The loss alone (evaluation): one exp per logit and no gradient array.
+pub fn batch_loss<F: Real>(y: &Array2<F>, batch: &crate::tasks::Batch) -> F {
+    let norm = F::from_f64(batch_loss_norm(batch, y.dim().1));
+    let Target::Classes(cls) = &batch.target else { return batch_loss_and_grad(y, batch).0 };
+    let mut total = F::zero();
+    for (r, row) in y.rows().into_iter().enumerate() {
+        let m = F::from_f32(batch.mask[r]);
+        if m == F::zero() {
+            continue;
+        }
+        let mx = row.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
+        let z: F = row.iter().map(|&v| (v - mx).exp()).sum();
+        total = total + m * (mx + z.ln() - row[cls[r] as usize]);
+    }
+    total * norm
 }
 
 /// Fraction of metric rows whose argmax is the target class.
