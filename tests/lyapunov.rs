@@ -89,6 +89,23 @@ fn sum_of_all_exponents_is_the_mean_log_det() {
     }
 }
 
+/// The sum rule for the gated families, whose Jacobians the tangent map
+/// builds (state [h; c] for the LSTM).
+#[test]
+fn sum_rule_holds_for_lstm_and_gru() {
+    for kind in [ModelKind::Lstm, ModelKind::Gru] {
+        let m = model(kind, 5);
+        let n = m.state_width();
+        let p = params(&m, InitKind::Gaussian, 2.0, 5);
+        let cfg = LyapunovConfig { k: n, steps: 300, tangent_transient: 50, trajectories: 2, input: LyapInput::Noise, ..Default::default() };
+        let s = spectrum(&m, &p, &drive(&cfg), &cfg).unwrap();
+        let ld = s.mean_log_det.unwrap();
+        assert!((s.sum - ld).abs() < 1e-6 * ld.abs().max(1.0), "{kind:?}: sum {} vs mean log|det J| {ld}", s.sum);
+        // gates in (0, 1) contract: a fresh gated network is stable
+        assert!(s.exponents[0] < 0.0, "{kind:?}: λ1 = {}", s.exponents[0]);
+    }
+}
+
 #[test]
 fn tanh_rnn_is_chaotic_at_gain_3_and_stable_at_gain_half() {
     let n = 64;

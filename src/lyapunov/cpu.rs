@@ -22,8 +22,10 @@ pub fn spectrum(model: &Model, params: &[f32], drive: &Drive, cfg: &LyapunovConf
     let mut q = drive.q0(n);
     let mut sums = vec![vec![0.0; cfg.k]; b];
     let mut running = Vec::new();
-    // the sum rule's other side, for the Elman family (J_t = D_t W)
-    let log_det_w = (cfg.k == n && matches!(model, Model::Rnn(_))).then(|| log_abs_det(model, &p, n));
+    // the sum rule's other side: for the Elman family J_t = D_t W, so
+    // log|det J_t| = log|det W| + log|det D_t|; other families build J_t
+    let elman = matches!(model, Model::Rnn(_));
+    let log_det_w = (cfg.k == n).then(|| if elman { log_abs_det(model, &p, n) } else { 0.0 });
     let mut log_det_sum = 0.0;
     let total = cfg.total_steps();
     let start_tangent = cfg.transient;
@@ -49,7 +51,7 @@ pub fn spectrum(model: &Model, params: &[f32], drive: &Drive, cfg: &LyapunovConf
                     *qb = model.tangent(&p, &at, qb.view());
                     if t >= start_accum {
                         if let Some(ld) = log_det_w {
-                            log_det_sum += ld + log_det_diag(model, &ht);
+                            log_det_sum += if elman { ld + log_det_diag(model, &ht) } else { log_abs_det_jacobian(model, &p, &at, n) };
                         }
                     }
                 }
@@ -96,6 +98,13 @@ fn thin(v: Vec<(usize, f64)>) -> Vec<(usize, f64)> {
 fn log_abs_det(model: &Model, p: &[f64], n: usize) -> f64 {
     let w = &p[model.layout().get("w_rec").expect("rnn family").range()];
     let m = nalgebra::DMatrix::from_row_slice(n, n, w);
+    m.lu().determinant().abs().ln()
+}
+
+/// log|det J_t| from the tangent map applied to the identity.
+fn log_abs_det_jacobian(model: &Model, p: &[f64], at: &crate::models::StepAt<f64>, n: usize) -> f64 {
+    let j = model.tangent(p, at, Array2::eye(n).view());
+    let m = nalgebra::DMatrix::from_row_slice(n, n, j.as_standard_layout().as_slice().expect("contiguous"));
     m.lu().determinant().abs().ln()
 }
 
