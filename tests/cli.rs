@@ -572,3 +572,66 @@ fn lyapunov_on_a_fresh_model_and_on_a_run() {
     fails(tmp.path(), &["lyapunov", "--hidden", "8", "--k", "9", "--device", "cpu"], &["--k"]);
     fails(tmp.path(), &["lyapunov", "--input", "sideways", "--device", "cpu"], &["sideways"]);
 }
+
+/// Gated families train from the command line and their checkpoints name their tensors.
+#[test]
+fn lstm_and_gru_train_and_evaluate() {
+    let tmp = TempDir::new("gated");
+    for model in ["lstm", "gru"] {
+        let dir = tmp.join(model);
+        train(tmp.path(), &dir, &["--model", model, "--task", "copy", "--steps", "20"]);
+        let out = ok(tmp.path(), &["eval", "--run", dir.to_str().unwrap(), "--json", "--device", "cpu"]);
+        let v = json_stdout(&["eval"], &out);
+        assert!(num(&v, "loss").is_finite());
+        let bytes = std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+        let (header, _) = safetensors_header(&bytes);
+        assert_eq!(header["__metadata__"]["model"], model);
+        let rows = if model == "lstm" { 32 } else { 24 };
+        assert_eq!(header["w_rec"]["shape"], serde_json::json!([rows, 8]), "{model}: {}", header["w_rec"]);
+    }
+    // the study and flossing are Elman-only, and say so
+    fails(tmp.path(), &["train", "--model", "lstm", "--task", "filter", "--device", "cpu", "--out", tmp.join("f").to_str().unwrap()], &["filter", "rnn"]);
+    fails(tmp.path(), &["train", "--model", "gru", "--floss-before", "5", "--device", "cpu", "--out", tmp.join("g").to_str().unwrap()], &["flossing", "gru"]);
+}
+
+/// A language model from the command line: text file, char level, eval
+/// with perplexity and bits per char, sampling; and the errors users hit.
+#[test]
+fn text_language_model_trains_evaluates_and_samples() {
+    let tmp = TempDir::new("lm");
+    let text = "to be or not to be that is the question\n".repeat(60);
+    std::fs::write(tmp.join("t.txt"), text).unwrap();
+    let dir = tmp.join("run");
+    let d = dir.to_str().unwrap();
+    ok(
+        tmp.path(),
+        &["train", "--task", "text", "--level", "char", "--data", "t.txt", "--model", "gru", "--hidden", "12", "--batch", "4", "--bptt", "10", "--epochs", "2", "--device", "cpu", "--out", d, "--quiet"],
+    );
+    for f in ["config.toml", "metrics.jsonl", "checkpoint.safetensors", "vocab.txt", "lm_state.json", "loss.svg"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("optimizer = \"sgd\"") && cfg.contains("bptt = 10"), "{cfg}");
+    let out = ok(tmp.path(), &["eval", "--run", d, "--json"]);
+    let v = json_stdout(&["eval"], &out);
+    let ppl = v["perplexity"]["valid"].as_f64().unwrap();
+    let bpc = v["bits_per_char"]["valid"].as_f64().unwrap();
+    assert!((bpc - ppl.log2()).abs() < 1e-9, "bpc {bpc} vs log2 ppl {}", ppl.log2());
+    assert!(ppl < v["vocab"].as_f64().unwrap(), "perplexity {ppl} not below the vocabulary size");
+    let out = ok(tmp.path(), &["sample", "--run", d, "--length", "25", "--prime", "to be", "--temperature", "0"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with("to be") && s.trim_end_matches('\n').chars().count() >= 5 + 20, "sample: {s:?}");
+    fails(tmp.path(), &["sample", "--run", d, "--prime", "Z"], &["vocabulary"]);
+    fails(tmp.path(), &["train", "--task", "ptb", "--device", "cpu", "--out", tmp.join("p").to_str().unwrap()], &["--data"]);
+    fails(tmp.path(), &["train", "--task", "text", "--data", "missing.txt", "--device", "cpu", "--out", tmp.join("q").to_str().unwrap()], &["missing.txt"]);
+    fails(tmp.path(), &["train", "--task", "ptb", "--level", "char", "--data", ".", "--device", "cpu", "--out", tmp.join("r").to_str().unwrap()], &["word level"]);
+}
+
+#[test]
+fn lyapunov_spectrum_of_a_fresh_lstm() {
+    let tmp = TempDir::new("lyap-lstm");
+    let out = ok(tmp.path(), &["lyapunov", "--model", "lstm", "--hidden", "6", "--steps", "100", "--transient", "20", "--tangent-transient", "20", "--trajectories", "1", "--json", "--out", "ly"]);
+    let v = json_stdout(&["lyapunov"], &out);
+    assert_eq!(v["k"].as_u64(), Some(12), "k defaults to the state width 2H: {v}");
+    assert!(tmp.join("ly/lyapunov.json").exists());
+}
