@@ -1,6 +1,7 @@
 //! The run configuration: a TOML file, overridden by command-line flags,
 //! written back fully resolved as `config.toml` in the run directory.
 
+use crate::models::scrn::{AlphaMode, ScrnForm};
 use crate::models::{InitConfig, InitKind, ModelKind, ModelOptions, ScanMode, ScanOptions};
 use crate::tasks::{FilterKind, FilterSpec, Objective, Task, TaskKind};
 use crate::train::optim::{OptimConfig, OptimKind, Schedule};
@@ -84,6 +85,14 @@ pub struct TrainConfig {
     // --- model options
     /// LSTM: initial forget-gate bias
     pub forget_bias: f64,
+    /// SCRN: slow context units M
+    pub context: usize,
+    /// SCRN: α of s_t = (1 − α) B x_t + α s_{t-1} (the start value when learned)
+    pub alpha: f64,
+    /// SCRN: fixed | shared | unit (learned, one α or one per context unit)
+    pub alpha_mode: AlphaMode,
+    /// SCRN: paper (the fast layer reads s_t) | code (s_{t-1}, as the reference code)
+    pub scrn_form: ScrnForm,
     // --- language modelling (tasks ptb, text)
     /// the PTB folder, or the text file
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +150,10 @@ impl Default for TrainConfig {
             horizon: 64,
             channels: 1,
             forget_bias: 1.0,
+            context: 10,
+            alpha: 0.95,
+            alpha_mode: AlphaMode::Fixed,
+            scrn_form: ScrnForm::Paper,
             data: None,
             level: "word".into(),
             bptt: 35,
@@ -235,6 +248,9 @@ impl TrainConfig {
                 bail!("a step schedule needs every > 0 and a positive factor");
             }
         }
+        if self.model == ModelKind::Scrn && (self.context == 0 || !(0.0..=1.0).contains(&self.alpha)) {
+            bail!("the SCRN needs --context >= 1 and --alpha in [0, 1] (got {} and {})", self.context, self.alpha);
+        }
         if self.task.is_lm() {
             return self.validate_lm();
         }
@@ -299,7 +315,14 @@ impl TrainConfig {
     }
 
     pub fn model_options(&self) -> ModelOptions {
-        ModelOptions { bias: self.bias(), forget_bias: self.forget_bias }
+        ModelOptions {
+            bias: self.bias(),
+            forget_bias: self.forget_bias,
+            context: self.context,
+            alpha: self.alpha,
+            alpha_mode: self.alpha_mode,
+            scrn_form: self.scrn_form,
+        }
     }
 
     /// Whether any flossing is configured.

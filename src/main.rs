@@ -54,7 +54,7 @@ struct TrainArgs {
     /// T: the copy task's delay, the adding problem's length
     #[arg(long)]
     seq_len: Option<usize>,
-    /// rnn (tanh) | linear
+    /// rnn (tanh) | linear | lstm | gru | scrn
     #[arg(long)]
     model: Option<String>,
     #[arg(long)]
@@ -160,6 +160,18 @@ struct TrainArgs {
     /// lstm: initial forget-gate bias
     #[arg(long)]
     forget_bias: Option<f64>,
+    /// scrn: slow context units M
+    #[arg(long, value_name = "M")]
+    context: Option<usize>,
+    /// scrn: α of the context units (0.95)
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// scrn: fixed | shared | unit (learn one α, or one per context unit)
+    #[arg(long)]
+    alpha_mode: Option<String>,
+    /// scrn: paper (fast layer reads s_t) | code (s_(t-1), as the reference code)
+    #[arg(long)]
+    scrn_form: Option<String>,
     /// language modelling: the PTB folder (--task ptb) or a text file (--task text)
     #[arg(long, value_name = "PATH")]
     data: Option<String>,
@@ -404,6 +416,14 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(floss_k);
     set!(floss_len);
     set!(forget_bias);
+    set!(context);
+    set!(alpha);
+    if let Some(v) = &a.alpha_mode {
+        c.alpha_mode = longmem::models::scrn::AlphaMode::parse(v)?;
+    }
+    if let Some(v) = &a.scrn_form {
+        c.scrn_form = longmem::models::scrn::ScrnForm::parse(v)?;
+    }
     set!(level);
     set!(bptt);
     set!(epochs);

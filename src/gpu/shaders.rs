@@ -49,10 +49,13 @@ pub const LSTM_BACKWARD: ShaderSrc =
 pub const GRU: ShaderSrc = ShaderSrc { name: "gru", src: include_str!("../../shaders/gru.wgsl"), defaults: SCAN_DEFAULTS };
 pub const GRU_BACKWARD: ShaderSrc =
     ShaderSrc { name: "gru_backward", src: include_str!("../../shaders/gru_backward.wgsl"), defaults: SCAN_DEFAULTS };
+pub const SCRN: ShaderSrc = ShaderSrc { name: "scrn", src: include_str!("../../shaders/scrn.wgsl"), defaults: SCAN_DEFAULTS };
+pub const SCRN_BACKWARD: ShaderSrc =
+    ShaderSrc { name: "scrn_backward", src: include_str!("../../shaders/scrn_backward.wgsl"), defaults: SCAN_DEFAULTS };
 pub const EMBED: ShaderSrc = ShaderSrc { name: "embed", src: include_str!("../../shaders/embed.wgsl"), defaults: &[] };
 pub const EMBED_GRAD: ShaderSrc = ShaderSrc { name: "embed_grad", src: include_str!("../../shaders/embed_grad.wgsl"), defaults: &[] };
 pub const LYAPUNOV: ShaderSrc = ShaderSrc { name: "lyapunov", src: include_str!("../../shaders/lyapunov.wgsl"), defaults: &[("WG", 256)] };
 pub const FLOSS: ShaderSrc = ShaderSrc { name: "floss", src: include_str!("../../shaders/floss.wgsl"), defaults: &[("WG", 256)] };
 
 /// Every shader, for validation: a new kernel file must be listed here.
-pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS];
+pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS];

@@ -12,6 +12,7 @@ pub mod input;
 pub mod lstm;
 pub mod readout;
 pub mod rnn;
+pub mod scrn;
 
 pub use input::SeqInput;
 
@@ -31,6 +32,7 @@ pub enum ModelKind {
     Linear,
     Lstm,
     Gru,
+    Scrn,
 }
 
 impl ModelKind {
@@ -40,7 +42,8 @@ impl ModelKind {
             "linear" => ModelKind::Linear,
             "lstm" => ModelKind::Lstm,
             "gru" => ModelKind::Gru,
-            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru"),
+            "scrn" => ModelKind::Scrn,
+            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru, scrn"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl ModelKind {
             ModelKind::Linear => "linear",
             ModelKind::Lstm => "lstm",
             ModelKind::Gru => "gru",
+            ModelKind::Scrn => "scrn",
         }
     }
 }
@@ -103,11 +107,23 @@ pub struct ModelOptions {
     pub bias: bool,
     /// LSTM: initial forget-gate bias
     pub forget_bias: f64,
+    /// SCRN: slow context units M, their α, whether α is learned, and the form
+    pub context: usize,
+    pub alpha: f64,
+    pub alpha_mode: scrn::AlphaMode,
+    pub scrn_form: scrn::ScrnForm,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { bias: true, forget_bias: 1.0 }
+        ModelOptions {
+            bias: true,
+            forget_bias: 1.0,
+            context: 10,
+            alpha: 0.95,
+            alpha_mode: scrn::AlphaMode::Fixed,
+            scrn_form: scrn::ScrnForm::Paper,
+        }
     }
 }
 
@@ -128,6 +144,7 @@ pub enum Model {
     Rnn(rnn::Rnn),
     Lstm(lstm::Lstm),
     Gru(gru::Gru),
+    Scrn(scrn::Scrn),
 }
 
 macro_rules! each {
@@ -136,6 +153,7 @@ macro_rules! each {
             Model::Rnn($m) => $e,
             Model::Lstm($m) => $e,
             Model::Gru($m) => $e,
+            Model::Scrn($m) => $e,
         }
     };
 }
@@ -162,6 +180,15 @@ impl Model {
             ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear, o.bias)),
             ModelKind::Lstm => Model::Lstm(lstm::Lstm::new(dims, o.bias, o.forget_bias)),
             ModelKind::Gru => Model::Gru(gru::Gru::new(dims, o.bias)),
+            ModelKind::Scrn => {
+                if o.context == 0 {
+                    bail!("the SCRN needs --context M >= 1 slow units");
+                }
+                if !(0.0..=1.0).contains(&o.alpha) {
+                    bail!("--alpha must be in [0, 1], got {}", o.alpha);
+                }
+                Model::Scrn(scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias))
+            }
         })
     }
 
@@ -173,6 +200,7 @@ impl Model {
             },
             Model::Lstm(_) => ModelKind::Lstm,
             Model::Gru(_) => ModelKind::Gru,
+            Model::Scrn(_) => ModelKind::Scrn,
         }
     }
 
@@ -194,12 +222,17 @@ impl Model {
             Model::Rnn(m) => m.dims.hidden,
             Model::Lstm(m) => 2 * m.dims.hidden,
             Model::Gru(m) => m.dims.hidden,
+            Model::Scrn(m) => m.state_width(),
         }
     }
 
-    /// The readout reads the first `readout_width` entries of the state.
+    /// The readout reads the first `readout_width` entries of the state
+    /// (all of it for the SCRN: y = U h + V s).
     pub fn readout_width(&self) -> usize {
-        each!(self, m => m.dims.hidden)
+        match self {
+            Model::Scrn(m) => m.state_width(),
+            _ => each!(self, m => m.dims.hidden),
+        }
     }
 
     /// Whether the exact flossing gradient (`tangent_vjp`) exists for this family.
@@ -245,6 +278,7 @@ impl Model {
             Model::Rnn(m) => m.tangent(p, at.next, q),
             Model::Lstm(m) => m.tangent(p, at, q),
             Model::Gru(m) => m.tangent(p, at, q),
+            Model::Scrn(m) => m.tangent(p, at, q),
         }
     }
 

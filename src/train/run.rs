@@ -48,7 +48,7 @@ pub fn eigen_snapshot(model: &Model, step: u64, p: &[f32]) -> Result<EigRecord> 
 pub fn build_model(cfg: &TrainConfig) -> Result<(Task, Model)> {
     let task = cfg.task()?;
     let dims = Dims { input: task.input_width(), hidden: cfg.hidden, output: task.output_width() };
-    Ok((task, Model::with_bias(cfg.model, dims, cfg.bias())?))
+    Ok((task, Model::build(cfg.model, dims, &cfg.model_options())?))
 }
 
 pub fn backend(engine: &Engine, model: Model, params: Vec<f32>, cfg: &TrainConfig) -> Result<Box<dyn Backend>> {

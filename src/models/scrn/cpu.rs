@@ -1,0 +1,154 @@
+//! CPU reference for the SCRN, generic over f32/f64.
+
+use super::{Scrn, ScrnForm};
+use crate::cpu::view2;
+use crate::models::input::{project, project_backward, SeqInput};
+use crate::models::lstm::cpu::sigmoid;
+use crate::models::StepAt;
+use crate::real::Real;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
+
+impl Scrn {
+    /// α of context unit m.
+    fn alpha_at<F: Real>(&self, p: &[F], m: usize) -> F {
+        match self.layout.get("alpha") {
+            Ok(v) if v.len() == 1 => p[v.offset],
+            Ok(v) => p[v.offset + m],
+            Err(_) => F::from_f64(self.alpha),
+        }
+    }
+
+    pub fn forward<F: Real>(&self, p: &[F], x: &SeqInput<F>, s0: ArrayView2<F>) -> Array3<F> {
+        let (t_len, batch) = (x.t_len(), x.batch());
+        let (h, m) = (self.dims.hidden, self.context);
+        let pre = project(p, &self.layout, x);
+        let r = view2(p, &self.layout, "w_rec");
+        let pm = view2(p, &self.layout, "w_ctx");
+        let one = F::one();
+        let mut st = Array3::zeros((t_len + 1, batch, h + m));
+        st.slice_mut(s![0, .., ..]).assign(&s0);
+        let mut a = Array2::zeros((batch, h));
+        for t in 0..t_len {
+            for b in 0..batch {
+                for j in 0..m {
+                    let al = self.alpha_at(p, j);
+                    st[[t + 1, b, h + j]] = (one - al) * pre[[t * batch + b, h + j]] + al * st[[t, b, h + j]];
+                }
+            }
+            a.assign(&pre.slice(s![t * batch..(t + 1) * batch, ..h]));
+            general_mat_mul(one, &st.slice(s![t, .., ..h]), &r.t(), one, &mut a);
+            let src = if self.form == ScrnForm::Paper { t + 1 } else { t };
+            general_mat_mul(one, &st.slice(s![src, .., h..]), &pm.t(), one, &mut a);
+            st.slice_mut(s![t + 1, .., ..h]).assign(&a.mapv(sigmoid));
+        }
+        st
+    }
+
+    pub fn backward<F: Real>(
+        &self,
+        p: &[F],
+        x: &SeqInput<F>,
+        states: ArrayView3<F>,
+        d_states: ArrayView3<F>,
+        grads: &mut [F],
+    ) -> Array2<F> {
+        let (t_len, batch) = (x.t_len(), x.batch());
+        let (h, m) = (self.dims.hidden, self.context);
+        let rows = t_len * batch;
+        let pre = project(p, &self.layout, x);
+        let r = view2(p, &self.layout, "w_rec");
+        let pm = view2(p, &self.layout, "w_ctx");
+        let one = F::one();
+        let mut d_pre = Array2::<F>::zeros((rows, h + m));
+        let mut dh_carry = Array2::<F>::zeros((batch, h));
+        let mut ds_carry = Array2::<F>::zeros((batch, m));
+        // code form: s_{t-1} receives da_t P, applied one step later
+        let mut pending = Array2::<F>::zeros((batch, m));
+        let mut dalpha = vec![F::zero(); m];
+        let mut da_t = Array2::<F>::zeros((batch, h));
+        let mut from_h = Array2::<F>::zeros((batch, m));
+        for t in (0..t_len).rev() {
+            for b in 0..batch {
+                for i in 0..h {
+                    let hv = states[[t + 1, b, i]];
+                    da_t[[b, i]] = (d_states[[t, b, i]] + dh_carry[[b, i]]) * hv * (one - hv);
+                }
+            }
+            general_mat_mul(one, &da_t, &pm, F::zero(), &mut from_h);
+            let (via_h, next_pending) = match self.form {
+                ScrnForm::Paper => (from_h.clone(), Array2::zeros((batch, m))),
+                ScrnForm::Code => (pending.clone(), from_h.clone()),
+            };
+            for b in 0..batch {
+                let row = t * batch + b;
+                for i in 0..h {
+                    d_pre[[row, i]] = da_t[[b, i]];
+                }
+                for j in 0..m {
+                    let al = self.alpha_at(p, j);
+                    let ds = d_states[[t, b, h + j]] + ds_carry[[b, j]] + via_h[[b, j]];
+                    d_pre[[row, h + j]] = (one - al) * ds;
+                    dalpha[j] = dalpha[j] + ds * (states[[t, b, h + j]] - pre[[row, h + j]]);
+                    ds_carry[[b, j]] = al * ds;
+                }
+            }
+            pending = next_pending;
+            general_mat_mul(one, &da_t, &r, F::zero(), &mut dh_carry);
+        }
+        let add = |grads: &mut [F], name: &str, vals: &Array2<F>| {
+            let o = self.layout.offset(name);
+            for (g, v) in grads[o..o + vals.len()].iter_mut().zip(vals.iter()) {
+                *g = *g + *v;
+            }
+        };
+        let da = d_pre.slice(s![.., ..h]);
+        let h_prev = states.slice(s![..t_len, .., ..h]);
+        let h_prev = h_prev.to_shape((rows, h)).expect("states");
+        add(grads, "w_rec", &da.t().dot(&h_prev));
+        let src = if self.form == ScrnForm::Paper { 1 } else { 0 };
+        let s_src = states.slice(s![src..src + t_len, .., h..]);
+        let s_src = s_src.to_shape((rows, m)).expect("states");
+        add(grads, "w_ctx", &da.t().dot(&s_src));
+        if let Ok(v) = self.layout.get("alpha") {
+            if v.len() == 1 {
+                grads[v.offset] = grads[v.offset] + dalpha.iter().fold(F::zero(), |a, &b| a + b);
+            } else {
+                for (j, d) in dalpha.iter().enumerate() {
+                    grads[v.offset + j] = grads[v.offset + j] + *d;
+                }
+            }
+        }
+        project_backward(&self.layout, x, d_pre.view(), grads);
+        let mut d0 = Array2::zeros((batch, h + m));
+        d0.slice_mut(s![.., ..h]).assign(&dh_carry);
+        ds_carry.zip_mut_with(&pending, |a, &b| *a = *a + b);
+        d0.slice_mut(s![.., h..]).assign(&ds_carry);
+        d0
+    }
+
+    /// J_t Q for the state [h; s]: ds' = α ds, dh' = h_t(1 − h_t) ⊙ (R dh + P ds')
+    /// (the code form reads P ds).
+    pub fn tangent<F: Real>(&self, p: &[F], at: &StepAt<F>, q: ArrayView2<F>) -> Array2<F> {
+        let (h, m) = (self.dims.hidden, self.context);
+        let r = view2(p, &self.layout, "w_rec");
+        let pm = view2(p, &self.layout, "w_ctx");
+        let mut out = Array2::zeros(q.dim());
+        for j in 0..m {
+            let al = self.alpha_at(p, j);
+            out.row_mut(h + j).assign(&q.row(h + j).mapv(|v| v * al));
+        }
+        let ds = match self.form {
+            ScrnForm::Paper => out.slice(s![h.., ..]).to_owned(),
+            ScrnForm::Code => q.slice(s![h.., ..]).to_owned(),
+        };
+        let mut dh = r.dot(&q.slice(s![..h, ..]));
+        dh = dh + pm.dot(&ds);
+        for (i, mut row) in dh.axis_iter_mut(Axis(0)).enumerate() {
+            let hv = at.next[i];
+            row.mapv_inplace(|v| v * hv * (F::one() - hv));
+        }
+        out.slice_mut(s![..h, ..]).assign(&dh);
+        out
+    }
+}
