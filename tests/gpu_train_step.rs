@@ -199,3 +199,12 @@ fn token_inputs_with_carried_state() {
         assert!((carried - fresh).abs() > 1e-6, "{kind:?}: the carried state made no difference");
     }
 }
+
+/// More units than threads per workgroup: each invocation owns several
+/// units (and their cell states) inside the persistent kernels.
+#[test]
+fn lstm_and_gru_wider_than_a_workgroup_persistent() {
+    for kind in [ModelKind::Lstm, ModelKind::Gru] {
+        check(&Case { kind, task: TaskKind::Adding, t: 4, hidden: 260, batch: 2, scan: ScanMode::Persistent, chunk: 3 });
+    }
+}

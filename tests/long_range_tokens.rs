@@ -77,14 +77,26 @@ fn answer_accuracy(kind: ModelKind, opts: ModelOptions, hidden: usize, gap: usiz
     acc / n as f64
 }
 
+/// With the key 25 fillers back, a tanh RNN of state width 20 never
+/// predicts an answer (it bets on a filler: accuracy 0 where knowing that an
+/// answer comes but not which would give 1/4), while an SCRN of the same
+/// state width (10 hidden + 10 context units, α = 0.95) recalls it about
+/// half the time after the same 800 Adam steps (measured: 0.49 and 0.53 for
+/// seeds 1 and 2; the tanh RNN 0.00 for both).
 #[test]
-#[ignore]
-fn calibrate() {
-    for kind in [ModelKind::Rnn, ModelKind::Lstm] {
-        for (gap, steps) in [(8, 600), (15, 600)] {
-            let a = answer_accuracy(kind, ModelOptions::default(), 16, gap, steps, 1);
-            eprintln!("{kind:?} gap {gap}: {a:.3}");
-        }
+fn scrn_bridges_a_gap_a_same_sized_srn_does_not() {
+    let scrn = ModelOptions { context: 10, ..Default::default() };
+    let srn_acc = answer_accuracy(ModelKind::Rnn, ModelOptions::default(), 20, 25, 800, 1);
+    let scrn_acc = answer_accuracy(ModelKind::Scrn, scrn, 10, 25, 800, 1);
+    eprintln!("answer accuracy at gap 25: srn {srn_acc:.3}, scrn {scrn_acc:.3}");
+    assert!(srn_acc < 0.15, "the tanh RNN recalled the key: accuracy {srn_acc}");
+    assert!(scrn_acc > 0.35, "the SCRN did not recall the key: accuracy {scrn_acc}");
+}
 
-    }
+/// The control: with the key 8 fillers back the same tanh RNN learns the
+/// task, so the failure above is the gap's length, not the task's format.
+#[test]
+fn a_short_gap_is_learned_by_the_srn() {
+    let srn_acc = answer_accuracy(ModelKind::Rnn, ModelOptions::default(), 20, 8, 600, 3);
+    assert!(srn_acc > 0.9, "gap 8: srn answer accuracy {srn_acc}");
 }
