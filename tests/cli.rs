@@ -334,7 +334,7 @@ fn unknown_task_model_and_flag_are_errors() {
     let run = tmp.join("run");
     let r = run.to_str().unwrap();
     fails(tmp.path(), &["train", "--out", r, "--device", "cpu", "--task", "sorting", "-q"], &["sorting"]);
-    fails(tmp.path(), &["train", "--out", r, "--device", "cpu", "--model", "lstm", "-q"], &["lstm"]);
+    fails(tmp.path(), &["train", "--out", r, "--device", "cpu", "--model", "transformer", "-q"], &["transformer"]);
     fails(tmp.path(), &["train", "--out", r, "--device", "cpu", "--optimizer", "adagrad", "-q"], &["adagrad"]);
     fails(tmp.path(), &["train", "--out", r, "--device", "tpu", "-q"], &["tpu"]);
     fails(tmp.path(), &["train", "--out", r, "--device", "cpu", "--lr-decay-every", "10", "-q"], &["--lr-decay"]);
