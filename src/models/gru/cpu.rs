@@ -19,19 +19,21 @@ struct Gates<F> {
 }
 
 impl Gru {
-    fn b_hn<F: Real>(&self, p: &[F], i: usize) -> F {
+    /// b_hn, or zeros without biases (looked up once per call: the layout
+    /// lookup is a search by name).
+    fn b_hn<F: Real>(&self, p: &[F]) -> Vec<F> {
         match self.layout.get("b_hn") {
-            Ok(v) => p[v.offset + i],
-            Err(_) => F::zero(),
+            Ok(v) => p[v.range()].to_vec(),
+            Err(_) => vec![F::zero(); self.dims.hidden],
         }
     }
 
-    /// Gates of unit i from the pre-activations `a` (pre, 3H) and u = w_rec h_{t-1} (3H).
-    fn gates_at<F: Real>(&self, p: &[F], pre: &[F], u: &[F], i: usize) -> Gates<F> {
+    /// Gates of unit i from the pre-activations (pre, 3H), u = w_rec h_{t-1} (3H) and b_hn.
+    fn gates_at<F: Real>(&self, b_hn: &[F], pre: &[F], u: &[F], i: usize) -> Gates<F> {
         let h = self.dims.hidden;
         let r = sigmoid(pre[i] + u[i]);
         let z = sigmoid(pre[h + i] + u[h + i]);
-        let hn = u[2 * h + i] + self.b_hn(p, i);
+        let hn = u[2 * h + i] + b_hn[i];
         let n = (pre[2 * h + i] + r * hn).tanh();
         Gates { r, z, n, hn }
     }
@@ -41,6 +43,7 @@ impl Gru {
         let h = self.dims.hidden;
         let pre = project(p, &self.layout, x);
         let w = view2(p, &self.layout, "w_rec");
+        let b_hn = self.b_hn(p);
         let mut st = Array3::zeros((t_len + 1, batch, h));
         st.slice_mut(s![0, .., ..]).assign(&h0);
         let mut u = Array2::zeros((batch, 3 * h));
@@ -52,7 +55,7 @@ impl Gru {
                 let ur = u.row(b);
                 let ur = ur.as_slice().expect("row-major");
                 for i in 0..h {
-                    let g = self.gates_at(p, pr, ur, i);
+                    let g = self.gates_at(&b_hn, pr, ur, i);
                     st[[t + 1, b, i]] = (F::one() - g.z) * g.n + g.z * st[[t, b, i]];
                 }
             }
@@ -76,6 +79,7 @@ impl Gru {
         let prev = states.slice(s![..t_len, .., ..]);
         let prev = prev.to_shape((rows, h)).expect("states");
         let u_all = prev.dot(&w.t());
+        let b_hn = self.b_hn(p);
         let one = F::one();
         // d_pre (rows, 3H) and du (rows, 3H): they differ in the n block
         let mut d_pre = Array2::<F>::zeros((rows, 3 * h));
@@ -90,7 +94,7 @@ impl Gru {
                 let ur = u_all.row(r_);
                 let ur = ur.as_slice().expect("row-major");
                 for i in 0..h {
-                    let g = self.gates_at(p, pr, ur, i);
+                    let g = self.gates_at(&b_hn, pr, ur, i);
                     let dh = d_states[[t, b, i]] + carry[[b, i]];
                     let dn = dh * (one - g.z);
                     let dz = dh * (states[[t, b, i]] - g.n);
@@ -133,11 +137,12 @@ impl Gru {
         let u = w.dot(&ndarray::ArrayView1::from(at.prev));
         let u = u.as_slice().expect("contiguous");
         let du = w.dot(&q);
+        let b_hn = self.b_hn(p);
         let k = q.dim().1;
         let one = F::one();
         let mut out = Array2::zeros((h, k));
         for i in 0..h {
-            let g = self.gates_at(p, at.pre, u, i);
+            let g = self.gates_at(&b_hn, at.pre, u, i);
             for c in 0..k {
                 let dr = g.r * (one - g.r) * du[[i, c]];
                 let dz = g.z * (one - g.z) * du[[h + i, c]];

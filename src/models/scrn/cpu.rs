@@ -10,12 +10,13 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 impl Scrn {
-    /// α of context unit m.
-    fn alpha_at<F: Real>(&self, p: &[F], m: usize) -> F {
+    /// α of every context unit (looked up once per call: the layout lookup
+    /// is a search by name).
+    fn alphas<F: Real>(&self, p: &[F]) -> Vec<F> {
         match self.layout.get("alpha") {
-            Ok(v) if v.len() == 1 => p[v.offset],
-            Ok(v) => p[v.offset + m],
-            Err(_) => F::from_f64(self.alpha),
+            Ok(v) if v.len() == 1 => vec![p[v.offset]; self.context],
+            Ok(v) => p[v.range()].to_vec(),
+            Err(_) => vec![F::from_f64(self.alpha); self.context],
         }
     }
 
@@ -26,13 +27,13 @@ impl Scrn {
         let r = view2(p, &self.layout, "w_rec");
         let pm = view2(p, &self.layout, "w_ctx");
         let one = F::one();
+        let alphas = self.alphas(p);
         let mut st = Array3::zeros((t_len + 1, batch, h + m));
         st.slice_mut(s![0, .., ..]).assign(&s0);
         let mut a = Array2::zeros((batch, h));
         for t in 0..t_len {
             for b in 0..batch {
-                for j in 0..m {
-                    let al = self.alpha_at(p, j);
+                for (j, &al) in alphas.iter().enumerate() {
                     st[[t + 1, b, h + j]] = (one - al) * pre[[t * batch + b, h + j]] + al * st[[t, b, h + j]];
                 }
             }
@@ -60,6 +61,7 @@ impl Scrn {
         let r = view2(p, &self.layout, "w_rec");
         let pm = view2(p, &self.layout, "w_ctx");
         let one = F::one();
+        let alphas = self.alphas(p);
         let mut d_pre = Array2::<F>::zeros((rows, h + m));
         let mut dh_carry = Array2::<F>::zeros((batch, h));
         let mut ds_carry = Array2::<F>::zeros((batch, m));
@@ -85,8 +87,7 @@ impl Scrn {
                 for i in 0..h {
                     d_pre[[row, i]] = da_t[[b, i]];
                 }
-                for j in 0..m {
-                    let al = self.alpha_at(p, j);
+                for (j, &al) in alphas.iter().enumerate() {
                     let ds = d_states[[t, b, h + j]] + ds_carry[[b, j]] + via_h[[b, j]];
                     d_pre[[row, h + j]] = (one - al) * ds;
                     dalpha[j] = dalpha[j] + ds * (states[[t, b, h + j]] - pre[[row, h + j]]);
@@ -130,12 +131,11 @@ impl Scrn {
     /// J_t Q for the state [h; s]: ds' = α ds, dh' = h_t(1 − h_t) ⊙ (R dh + P ds')
     /// (the code form reads P ds).
     pub fn tangent<F: Real>(&self, p: &[F], at: &StepAt<F>, q: ArrayView2<F>) -> Array2<F> {
-        let (h, m) = (self.dims.hidden, self.context);
+        let h = self.dims.hidden;
         let r = view2(p, &self.layout, "w_rec");
         let pm = view2(p, &self.layout, "w_ctx");
         let mut out = Array2::zeros(q.dim());
-        for j in 0..m {
-            let al = self.alpha_at(p, j);
+        for (j, &al) in self.alphas(p).iter().enumerate() {
             out.row_mut(h + j).assign(&q.row(h + j).mapv(|v| v * al));
         }
         let ds = match self.form {
