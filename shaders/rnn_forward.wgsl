@@ -1,11 +1,14 @@
 // Forward recurrence of the Elman RNN: h_t = act(pre_t + W_rec h_{t-1}),
 // where pre_t = W_in x_t + b comes from one GEMM over all T steps.
-// states: (T + 1, B, H), slot 0 the initial state. Host-injected constants:
-// WG threads per workgroup, BT batch columns per workgroup, HMAX = H.
+// states: (T + 1, B, S), slot 0 the initial state, h the first H entries of
+// a row; rows of pre and states are `stride` = S apart (S = H for the RNN,
+// H + M for the SCRN's fast layer). act: 0 identity, 1 tanh, 2 sigmoid.
+// Host-injected constants: WG threads per workgroup, BT batch columns per
+// workgroup, HMAX = H.
 
 struct Scan {
     batch: u32, hidden: u32, t0: u32, steps: u32,
-    w_rec_off: u32, tanh_act: u32, _p0: u32, _p1: u32,
+    w_rec_off: u32, act: u32, t_total: u32, stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: Scan;
@@ -17,9 +20,12 @@ struct Scan {
 var<workgroup> h: array<f32, 2u * BT * HMAX>;
 
 fn act(v: f32) -> f32 {
-    if (s.tanh_act != 0u) {
+    if (s.act == 1u) {
         // clamp: some drivers build tanh from exp and overflow past |v| ~ 44
         return tanh(clamp(v, -15.0, 15.0));
+    }
+    if (s.act == 2u) {
+        return 1.0 / (1.0 + exp(-clamp(v, -30.0, 30.0)));
     }
     return v;
 }
@@ -30,13 +36,14 @@ fn act(v: f32) -> f32 {
 fn persistent(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let H = s.hidden;
     let B = s.batch;
+    let S = s.stride;
     let b0 = wid.x * BT;
     let nb = min(BT, B - b0);
     for (var e = lid.x; e < BT * H; e += WG) {
         let bb = e / H;
         var v = 0.0;
         if (bb < nb) {
-            v = states[(s.t0 * B + b0 + bb) * H + e % H];
+            v = states[(s.t0 * B + b0 + bb) * S + e % H];
         }
         h[e] = v;
     }
@@ -58,10 +65,10 @@ fn persistent(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
                 }
             }
             for (var bb = 0u; bb < nb; bb++) {
-                let gi = (t * B + b0 + bb) * H + i;
+                let gi = (t * B + b0 + bb) * S + i;
                 let v = act(acc[bb] + pre[gi]);
                 h[nxt + bb * H + i] = v;
-                states[gi + B * H] = v;
+                states[gi + B * S] = v;
             }
         }
         cur = nxt;
@@ -75,17 +82,18 @@ fn step(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let H = s.hidden;
     let B = s.batch;
+    let S = s.stride;
     let e = (wid.y * nwg.x + wid.x) * WG + lid.x;
     if (e >= B * H) {
         return;
     }
     let bi = e / H;
     let i = e % H;
-    let prev = (s.t0 * B + bi) * H;
+    let prev = (s.t0 * B + bi) * S;
     var acc = pre[prev + i];
     let wrow = s.w_rec_off + i * H;
     for (var j = 0u; j < H; j++) {
         acc += params[wrow + j] * states[prev + j];
     }
-    states[prev + B * H + i] = act(acc);
+    states[prev + B * S + i] = act(acc);
 }

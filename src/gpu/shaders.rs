@@ -49,9 +49,8 @@ pub const LSTM_BACKWARD: ShaderSrc =
 pub const GRU: ShaderSrc = ShaderSrc { name: "gru", src: include_str!("../../shaders/gru.wgsl"), defaults: SCAN_DEFAULTS };
 pub const GRU_BACKWARD: ShaderSrc =
     ShaderSrc { name: "gru_backward", src: include_str!("../../shaders/gru_backward.wgsl"), defaults: SCAN_DEFAULTS };
-pub const SCRN: ShaderSrc = ShaderSrc { name: "scrn", src: include_str!("../../shaders/scrn.wgsl"), defaults: SCAN_DEFAULTS };
-pub const SCRN_BACKWARD: ShaderSrc =
-    ShaderSrc { name: "scrn_backward", src: include_str!("../../shaders/scrn_backward.wgsl"), defaults: SCAN_DEFAULTS };
+pub const SCRN: ShaderSrc = ShaderSrc { name: "scrn", src: include_str!("../../shaders/scrn.wgsl"), defaults: &[] };
+pub const SCRN_BACKWARD: ShaderSrc = ShaderSrc { name: "scrn_backward", src: include_str!("../../shaders/scrn_backward.wgsl"), defaults: &[] };
 pub const EMBED: ShaderSrc = ShaderSrc { name: "embed", src: include_str!("../../shaders/embed.wgsl"), defaults: &[] };
 pub const EMBED_GRAD: ShaderSrc = ShaderSrc { name: "embed_grad", src: include_str!("../../shaders/embed_grad.wgsl"), defaults: &[] };
 pub const LYAPUNOV: ShaderSrc = ShaderSrc { name: "lyapunov", src: include_str!("../../shaders/lyapunov.wgsl"), defaults: &[("WG", 256)] };

@@ -1,5 +1,6 @@
 //! GPU forward and backward of the Elman RNN (shaders/rnn_forward.wgsl,
-//! shaders/rnn_backward.wgsl) built as recorded dispatches.
+//! shaders/rnn_backward.wgsl) built as recorded dispatches. The scan also
+//! runs the SCRN's sigmoid fast layer, over state rows wider than h.
 
 use super::{Activation, Rnn};
 use crate::gpu::context::{Binding, GpuContext};
@@ -17,10 +18,16 @@ struct ScanUniform {
     t0: u32,
     steps: u32,
     w_rec_off: u32,
-    tanh_act: u32,
+    act: u32,
     t_total: u32,
-    _p: u32,
+    /// floats between consecutive rows of pre, states, d_states and da
+    stride: u32,
 }
+
+/// Activation codes of the Elman scan kernels.
+pub const ACT_LINEAR: u32 = 0;
+pub const ACT_TANH: u32 = 1;
+pub const ACT_SIGMOID: u32 = 2;
 
 /// How the recurrence will run on this adapter for this shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +37,42 @@ pub struct ScanShape {
     pub wg: u32,
     /// batch columns per workgroup (persistent only)
     pub bt: u32,
+}
+
+impl ScanShape {
+    /// The kernels' constants: workgroup size, batch tile, state size.
+    pub fn consts(&self, hidden: usize) -> [(&'static str, u32); 3] {
+        if self.persistent {
+            [("WG", self.wg), ("BT", self.bt), ("HMAX", hidden as u32)]
+        } else {
+            [("WG", self.wg), ("BT", 1), ("HMAX", 1)]
+        }
+    }
+
+    /// "persistent" or "step", the suffix of the entry points.
+    pub fn entry(&self) -> &'static str {
+        if self.persistent {
+            "persistent"
+        } else {
+            "step"
+        }
+    }
+
+    /// (t0, steps) of each dispatch: up to the per-dispatch cap for the
+    /// persistent kernel (driver watchdogs), one step otherwise.
+    pub fn chunks(&self, t_len: usize, opts: &ScanOptions) -> Vec<(usize, usize)> {
+        let chunk = if self.persistent { opts.max_steps_per_dispatch.max(1) } else { 1 };
+        (0..t_len).step_by(chunk).map(|t0| (t0, chunk.min(t_len - t0))).collect()
+    }
+
+    /// Workgroups: one per batch tile, or one invocation per (b, unit).
+    pub fn groups(&self, ctx: &GpuContext, batch: usize, hidden: usize) -> Result<(u32, u32, u32)> {
+        if self.persistent {
+            Ok((batch.div_ceil(self.bt as usize) as u32, 1, 1))
+        } else {
+            ops::grid(ctx, batch * hidden, self.wg as usize)
+        }
+    }
 }
 
 /// Choose the persistent kernel when the batch tile's state fits the
@@ -57,6 +100,59 @@ pub fn scan_shape_for(ctx: &GpuContext, hidden: usize, batch: usize, mode: ScanM
     }
 }
 
+/// An Elman scan `h_t = act(pre_t + W h_{t-1})` over the first `hidden`
+/// entries of rows `stride` apart in `pre`, the states, `d_states` and `da`.
+pub struct ElmanScan<'a> {
+    pub hidden: usize,
+    pub stride: usize,
+    pub act: u32,
+    pub w_rec_off: usize,
+    pub pre: &'a wgpu::Buffer,
+    pub da: &'a wgpu::Buffer,
+}
+
+/// The scan's forward dispatches, and its backward ones: da_t = (d_states_t
+/// + Wᵀ da_{t+1}) ⊙ act'(h_t), then dW = daᵀ h_{t-1} over all rows
+/// (overwriting W's gradient). Also whether it runs persistent.
+pub fn elman_scan(ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, e: &ElmanScan, opts: &ScanOptions) -> Result<(Vec<Dispatch>, Vec<Dispatch>, bool)> {
+    let h = e.hidden;
+    let shape = scan_shape(ctx, h, batch, opts.mode)?;
+    let consts = shape.consts(h);
+    use Binding::{Read, ReadWrite, Uniform};
+    let fwd_k = ctx.kernel(&shaders::RNN_FORWARD, shape.entry(), &consts, &[Uniform, Read, Read, ReadWrite])?;
+    let bwd_k = ctx.kernel(&shaders::RNN_BACKWARD, shape.entry(), &consts, &[Uniform, Read, Read, Read, ReadWrite])?;
+    let uni = |t0: usize, steps: usize| ScanUniform {
+        batch: batch as u32,
+        hidden: h as u32,
+        t0: t0 as u32,
+        steps: steps as u32,
+        w_rec_off: e.w_rec_off as u32,
+        act: e.act,
+        t_total: t_len as u32,
+        stride: e.stride as u32,
+    };
+    let chunks = shape.chunks(t_len, opts);
+    let groups = shape.groups(ctx, batch, h)?;
+    let mut forward = Vec::new();
+    for &(t0, steps) in &chunks {
+        let ub = ops::uniform(ctx, &uni(t0, steps));
+        let bind = ops::bind(ctx, &fwd_k, &[&ub, io.params, e.pre, io.states]);
+        forward.push(Dispatch { kernel: fwd_k.clone(), bind, groups });
+    }
+    let mut backward = Vec::new();
+    for &(t0, steps) in chunks.iter().rev() {
+        let ub = ops::uniform(ctx, &uni(t0, steps));
+        let bind = ops::bind(ctx, &bwd_k, &[&ub, io.params, io.states, io.d_states, e.da]);
+        backward.push(Dispatch { kernel: bwd_k.clone(), bind, groups });
+    }
+    // dW = daᵀ · h_{t-1}: state slots 0..T are the previous states
+    let rows = t_len * batch;
+    let da_t = Mat { buf: e.da, off: 0, rs: 1, cs: e.stride };
+    let h_prev = Mat { buf: io.states, off: 0, rs: e.stride, cs: 1 };
+    backward.extend(gemm(ctx, (h, h, rows), da_t, h_prev, None, Mat::rows(io.grads, e.w_rec_off, h), false)?);
+    Ok((forward, backward, shape.persistent))
+}
+
 impl Rnn {
     pub fn gpu_plan(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, opts: &ScanOptions) -> Result<FamilyPlan> {
         let h = self.dims.hidden;
@@ -64,52 +160,14 @@ impl Rnn {
         let l = &self.layout;
         let pre = ops::storage(ctx, "rnn.pre", rows * h)?;
         let da = ops::storage(ctx, "rnn.da", rows * h)?;
-        let shape = scan_shape(ctx, h, batch, opts.mode)?;
-        let consts_p = [("WG", shape.wg), ("BT", shape.bt), ("HMAX", h as u32)];
-        let consts_s = [("WG", shape.wg), ("BT", 1), ("HMAX", 1)];
-        let (entry, consts) = if shape.persistent { ("persistent", &consts_p) } else { ("step", &consts_s) };
-        let fwd_k = ctx.kernel(&shaders::RNN_FORWARD, entry, consts, &[Binding::Uniform, Binding::Read, Binding::Read, Binding::ReadWrite])?;
-        let bwd_k = ctx.kernel(
-            &shaders::RNN_BACKWARD,
-            entry,
-            consts,
-            &[Binding::Uniform, Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite],
-        )?;
-        let tanh_act = (self.act == Activation::Tanh) as u32;
-        let w_rec_off = l.offset("w_rec") as u32;
-        let uni = |t0: usize, steps: usize| ScanUniform {
-            batch: batch as u32,
-            hidden: h as u32,
-            t0: t0 as u32,
-            steps: steps as u32,
-            w_rec_off,
-            tanh_act,
-            t_total: t_len as u32,
-            _p: 0,
-        };
-        // time chunks: each dispatch stays short (driver watchdogs)
-        let chunk = if shape.persistent { opts.max_steps_per_dispatch.max(1) } else { 1 };
-        let chunks: Vec<(usize, usize)> = (0..t_len).step_by(chunk).map(|t0| (t0, chunk.min(t_len - t0))).collect();
-        let groups = if shape.persistent { (batch.div_ceil(shape.bt as usize) as u32, 1, 1) } else { ops::grid(ctx, batch * h, shape.wg as usize)? };
-
-        let mut forward = Vec::new();
-        // pre = x · w_inᵀ + b for all T·B rows in one GEMM
-        forward.extend(crate::models::input::gpu_project(ctx, l, io, rows, &pre)?);
-        for &(t0, steps) in &chunks {
-            let ub = ops::uniform(ctx, &uni(t0, steps));
-            let bind = ops::bind(ctx, &fwd_k, &[&ub, io.params, &pre, io.states]);
-            forward.push(Dispatch { kernel: fwd_k.clone(), bind, groups });
-        }
-
-        let mut backward = Vec::new();
-        for &(t0, steps) in chunks.iter().rev() {
-            let ub = ops::uniform(ctx, &uni(t0, steps));
-            let bind = ops::bind(ctx, &bwd_k, &[&ub, io.params, io.states, io.d_states, &da]);
-            backward.push(Dispatch { kernel: bwd_k.clone(), bind, groups });
-        }
-        // dw_rec = daᵀ · h_{t-1} over all rows: states slots 0..T are the previous states
-        backward.extend(gemm(ctx, (h, h, rows), Mat::transposed(&da, 0, h), Mat::rows(io.states, 0, h), None, Mat::rows(io.grads, l.offset("w_rec"), h), false)?);
+        let act = if self.act == Activation::Tanh { ACT_TANH } else { ACT_LINEAR };
+        let scan = ElmanScan { hidden: h, stride: h, act, w_rec_off: l.offset("w_rec"), pre: &pre, da: &da };
+        let (scan_fwd, scan_bwd, persistent) = elman_scan(ctx, t_len, batch, io, &scan, opts)?;
+        // pre = x · w_inᵀ + b for all T·B rows in one GEMM (or a gather of token columns)
+        let mut forward = crate::models::input::gpu_project(ctx, l, io, rows, &pre)?;
+        forward.extend(scan_fwd);
+        let mut backward = scan_bwd;
         backward.extend(crate::models::input::gpu_project_backward(ctx, l, io, rows, &da)?);
-        Ok(FamilyPlan { forward, backward, persistent: shape.persistent, _scratch: vec![pre, da] })
+        Ok(FamilyPlan { forward, backward, persistent, _scratch: vec![pre, da] })
     }
 }
