@@ -52,7 +52,8 @@ fn check_with(case: &Case, opts: &ModelOptions) {
     // states
     let s_gpu = gpu.states(&batch).unwrap();
     let x = batch.x.view();
-    let h0 = ndarray::Array2::zeros((case.batch, cpu.model.state_width()));
+    // the model's own start: zeros, or the uRNN's learned h0
+    let h0 = cpu.model.initial_states(&cpu.params().unwrap(), case.batch);
     let s_cpu = cpu.model.forward(&cpu.params().unwrap(), x, h0.view());
     let e = rel_err(&s_gpu, s_cpu.as_slice().unwrap());
     assert!(e < 1e-5, "{label}: states rel err {e}");
@@ -207,4 +208,26 @@ fn lstm_and_gru_wider_than_a_workgroup_persistent() {
     for kind in [ModelKind::Lstm, ModelKind::Gru] {
         check(&Case { kind, task: TaskKind::Adding, t: 4, hidden: 260, batch: 2, scan: ScanMode::Persistent, chunk: 3 });
     }
+}
+
+#[test]
+fn urnn_adding_workgroup_scratch() {
+    check(&Case { kind: ModelKind::Urnn, task: TaskKind::Adding, t: 9, hidden: 16, batch: 3, scan: ScanMode::Persistent, chunk: 4 });
+}
+
+#[test]
+fn urnn_copy_storage_scratch() {
+    check(&Case { kind: ModelKind::Urnn, task: TaskKind::Copy, t: 2, hidden: 8, batch: 2, scan: ScanMode::Step, chunk: 5 });
+}
+
+#[test]
+fn urnn_two_units_and_no_biases() {
+    let opts = ModelOptions { bias: false, ..Default::default() };
+    check_with(&Case { kind: ModelKind::Urnn, task: TaskKind::Adding, t: 6, hidden: 2, batch: 4, scan: ScanMode::Auto, chunk: 64 }, &opts);
+}
+
+/// More units than the 256 threads of a workgroup: each thread owns several.
+#[test]
+fn urnn_more_units_than_threads() {
+    check(&Case { kind: ModelKind::Urnn, task: TaskKind::Adding, t: 3, hidden: 1024, batch: 2, scan: ScanMode::Auto, chunk: 2 });
 }

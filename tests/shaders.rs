@@ -58,12 +58,23 @@ fn scan_shaders_validate_at_the_sizes_the_host_picks() {
 }
 
 #[test]
+fn urnn_shaders_validate_in_both_scratch_modes() {
+    use longmem::gpu::shaders::{URNN, URNN_BACKWARD};
+    for s in [URNN, URNN_BACKWARD] {
+        for consts in [[("WG", 1), ("USE_WG", 1), ("WSC", 18)], [("WG", 256), ("USE_WG", 0), ("WSC", 1)], [("WG", 128), ("USE_WG", 1), ("WSC", 8448)]] {
+            translate_all(&s, &consts);
+        }
+    }
+}
+
+#[test]
 fn every_shader_file_is_listed() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if let Some(stem) = name.strip_suffix(".wgsl") {
-            assert!(ALL.iter().any(|s| s.name == stem), "shaders/{name} is not in gpu::shaders::ALL");
+            let listed = ALL.iter().any(|s| s.name == stem) || longmem::gpu::shaders::PARTS.contains(&stem);
+            assert!(listed, "shaders/{name} is not in gpu::shaders::ALL (nor PARTS)");
         }
     }
 }

@@ -15,9 +15,9 @@ pub struct Dispatch {
     pub groups: (u32, u32, u32),
 }
 
-pub fn encode(enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+pub fn encode<D: std::borrow::Borrow<Dispatch>>(enc: &mut wgpu::CommandEncoder, dispatches: &[D]) {
     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-    for d in dispatches {
+    for d in dispatches.iter().map(|d| d.borrow()) {
         pass.set_pipeline(&d.kernel.pipeline);
         pass.set_bind_group(0, &d.bind, &[]);
         pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);

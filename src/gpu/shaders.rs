@@ -55,6 +55,16 @@ pub const EMBED: ShaderSrc = ShaderSrc { name: "embed", src: include_str!("../..
 pub const EMBED_GRAD: ShaderSrc = ShaderSrc { name: "embed_grad", src: include_str!("../../shaders/embed_grad.wgsl"), defaults: &[] };
 pub const LYAPUNOV: ShaderSrc = ShaderSrc { name: "lyapunov", src: include_str!("../../shaders/lyapunov.wgsl"), defaults: &[("WG", 256)] };
 pub const FLOSS: ShaderSrc = ShaderSrc { name: "floss", src: include_str!("../../shaders/floss.wgsl"), defaults: &[("WG", 256)] };
+const URNN_DEFAULTS: &[(&str, u32)] = &[("WG", 64), ("USE_WG", 1), ("WSC", 1152)];
+/// Files that are no kernel of their own but the front part of others.
+pub const PARTS: &[&str] = &["urnn_common"];
+pub const URNN: ShaderSrc =
+    ShaderSrc { name: "urnn", src: concat!(include_str!("../../shaders/urnn_common.wgsl"), include_str!("../../shaders/urnn.wgsl")), defaults: URNN_DEFAULTS };
+pub const URNN_BACKWARD: ShaderSrc = ShaderSrc {
+    name: "urnn_backward",
+    src: concat!(include_str!("../../shaders/urnn_common.wgsl"), include_str!("../../shaders/urnn_backward.wgsl")),
+    defaults: URNN_DEFAULTS,
+};
 
 /// Every shader, for validation: a new kernel file must be listed here.
-pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS];
+pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS, URNN, URNN_BACKWARD];

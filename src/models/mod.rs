@@ -13,6 +13,7 @@ pub mod lstm;
 pub mod readout;
 pub mod rnn;
 pub mod scrn;
+pub mod urnn;
 
 pub use input::SeqInput;
 
@@ -33,6 +34,8 @@ pub enum ModelKind {
     Lstm,
     Gru,
     Scrn,
+    /// unitary evolution RNN (complex state, FFTs)
+    Urnn,
 }
 
 impl ModelKind {
@@ -43,7 +46,8 @@ impl ModelKind {
             "lstm" => ModelKind::Lstm,
             "gru" => ModelKind::Gru,
             "scrn" => ModelKind::Scrn,
-            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru, scrn"),
+            "urnn" => ModelKind::Urnn,
+            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru, scrn, urnn"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl ModelKind {
             ModelKind::Lstm => "lstm",
             ModelKind::Gru => "gru",
             ModelKind::Scrn => "scrn",
+            ModelKind::Urnn => "urnn",
         }
     }
 }
@@ -145,6 +150,7 @@ pub enum Model {
     Lstm(lstm::Lstm),
     Gru(gru::Gru),
     Scrn(scrn::Scrn),
+    Urnn(urnn::Urnn),
 }
 
 macro_rules! each {
@@ -154,6 +160,7 @@ macro_rules! each {
             Model::Lstm($m) => $e,
             Model::Gru($m) => $e,
             Model::Scrn($m) => $e,
+            Model::Urnn($m) => $e,
         }
     };
 }
@@ -189,6 +196,7 @@ impl Model {
                 }
                 Model::Scrn(scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias))
             }
+            ModelKind::Urnn => Model::Urnn(urnn::Urnn::new(dims, o.bias)?),
         })
     }
 
@@ -201,6 +209,7 @@ impl Model {
             Model::Lstm(_) => ModelKind::Lstm,
             Model::Gru(_) => ModelKind::Gru,
             Model::Scrn(_) => ModelKind::Scrn,
+            Model::Urnn(_) => ModelKind::Urnn,
         }
     }
 
@@ -223,14 +232,16 @@ impl Model {
             Model::Lstm(m) => 2 * m.dims.hidden,
             Model::Gru(m) => m.dims.hidden,
             Model::Scrn(m) => m.state_width(),
+            Model::Urnn(m) => m.state_width(),
         }
     }
 
     /// The readout reads the first `readout_width` entries of the state
-    /// (all of it for the SCRN: y = U h + V s).
+    /// (all of it for the SCRN: y = U h + V s, and the uRNN: [Re h; Im h]).
     pub fn readout_width(&self) -> usize {
         match self {
             Model::Scrn(m) => m.state_width(),
+            Model::Urnn(m) => m.state_width(),
             _ => each!(self, m => m.dims.hidden),
         }
     }
@@ -242,6 +253,28 @@ impl Model {
 
     pub fn init(&self, init: &InitConfig, rng: &mut Rng) -> Vec<f32> {
         each!(self, m => m.init(init, rng))
+    }
+
+    /// The parameter a sequence starts from when it does not carry a state
+    /// (the uRNN's learned h0); None: it starts from zeros.
+    pub fn learned_h0(&self) -> Option<&crate::params::ParamView> {
+        match self {
+            Model::Urnn(m) => m.layout.get("h0").ok(),
+            _ => None,
+        }
+    }
+
+    /// The initial states `(B, S)` of a batch that carries no state: zeros,
+    /// or the learned h0 in every row.
+    pub fn initial_states<F: Real>(&self, p: &[F], batch: usize) -> Array2<F> {
+        let s = self.state_width();
+        match self.learned_h0() {
+            Some(v) => {
+                let h0 = ndarray::ArrayView1::from(&p[v.range()]);
+                h0.broadcast((batch, s)).expect("h0 has the state's width").to_owned()
+            }
+            None => Array2::zeros((batch, s)),
+        }
     }
 
     /// The input projection `w_in x_t + b` of every row `(T·B, G)`.
@@ -279,6 +312,7 @@ impl Model {
             Model::Lstm(m) => m.tangent(p, at, q),
             Model::Gru(m) => m.tangent(p, at, q),
             Model::Scrn(m) => m.tangent(p, at, q),
+            Model::Urnn(m) => m.tangent(p, at, q),
         }
     }
 

@@ -25,13 +25,15 @@ impl CpuBackend {
         Ok(CpuBackend { model, params, m: vec![0.0; n], v: vec![0.0; n], carried: None })
     }
 
-    /// The batch's initial state: the carried one when asked for and of the right shape, else zeros.
-    fn initial_state(&self, batch: &Batch) -> Result<Array2<f32>> {
+    /// The batch's initial state: the carried one when asked for and of the
+    /// right shape, else the model's own (zeros or a learned h0); and
+    /// whether it is the model's own.
+    fn initial_state(&self, batch: &Batch) -> Result<(Array2<f32>, bool)> {
         check_input(&self.model, batch)?;
         let shape = (batch.batch(), self.model.state_width());
         Ok(match &self.carried {
-            Some(c) if batch.carry_state && c.dim() == shape => c.clone(),
-            _ => Array2::zeros(shape),
+            Some(c) if batch.carry_state && c.dim() == shape => (c.clone(), false),
+            _ => (self.model.initial_states(&self.params, batch.batch()), true),
         })
     }
 }
@@ -47,15 +49,17 @@ pub fn check_input(model: &Model, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
-/// Loss, gradients and outputs of `model` on `batch` from zero states in any precision.
+/// Loss, gradients and outputs of `model` on `batch` from the model's own
+/// initial states (zeros, or a learned h0) in any precision.
 pub fn loss_grads<F: Real>(model: &Model, p: &[F], batch: &Batch) -> (F, Vec<F>, Array2<F>) {
-    let h0 = Array2::zeros((batch.batch(), model.state_width()));
-    let (loss, grads, y, _) = loss_grads_from(model, p, batch, h0.view());
+    let h0 = model.initial_states(p, batch.batch());
+    let (loss, grads, y, _) = loss_grads_from(model, p, batch, h0.view(), true);
     (loss, grads, y)
 }
 
-/// As [`loss_grads`] from the initial state `h0`; also returns the last state.
-pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: ArrayView2<F>) -> (F, Vec<F>, Array2<F>, Array2<F>) {
+/// As [`loss_grads`] from the initial state `h0`; also returns the last
+/// state. `own_start`: h0 is the model's own, so a learned h0 gets dL/dh0.
+pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: ArrayView2<F>, own_start: bool) -> (F, Vec<F>, Array2<F>, Array2<F>) {
     let x = batch.x.mapv(F::from_f32);
     let input = batch.input(&x);
     let states = model.forward(p, input, h0);
@@ -64,7 +68,12 @@ pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: Array
     let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![F::zero(); p.len()];
     let d_states = readout::backward(p, layout, states.view(), model.readout_width(), &dy, &mut grads);
-    model.backward(p, input, states.view(), d_states.view(), &mut grads);
+    let dh0 = model.backward(p, input, states.view(), d_states.view(), &mut grads);
+    if let (true, Some(v)) = (own_start, model.learned_h0()) {
+        for (g, d) in grads[v.range()].iter_mut().zip(dh0.sum_axis(ndarray::Axis(0)).iter()) {
+            *g = *g + *d;
+        }
+    }
     let last = states.slice(s![batch.seq_len(), .., ..]).to_owned();
     (loss, grads, y, last)
 }
@@ -75,16 +84,16 @@ impl Backend for CpuBackend {
     }
 
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {
-        let h0 = self.initial_state(batch)?;
-        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view());
+        let (h0, own) = self.initial_state(batch)?;
+        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view(), own);
         self.carried = Some(last);
         let grad_norm = apply(h, &mut self.params, &grads, &mut self.m, &mut self.v);
         Ok(StepOut { loss, grad_norm })
     }
 
     fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
-        let h0 = self.initial_state(batch)?;
-        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view());
+        let (h0, own) = self.initial_state(batch)?;
+        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view(), own);
         self.carried = Some(last);
         Ok((loss, grads))
     }
@@ -95,7 +104,7 @@ impl Backend for CpuBackend {
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
-        let h0 = self.initial_state(batch)?;
+        let (h0, _) = self.initial_state(batch)?;
         let input = batch.input(&batch.x);
         let states = self.model.forward(&self.params, input, h0.view());
         self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());

@@ -225,9 +225,16 @@ impl GpuBackend {
         let ctx = &*self.ctx;
         let plan = &self.plans[&key];
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        // initial state: carried from the last batch of this shape, or zeros
+        // initial state: carried from the last batch of this shape, else the
+        // model's own (a learned h0 in every row, or zeros)
+        let h0 = self.model.learned_h0();
         if plan.carry_in {
             enc.copy_buffer_to_buffer(&plan.carry, 0, &plan.states, 0, plan.slot_bytes);
+        } else if let Some(v) = h0 {
+            let row = (v.len() * 4) as u64;
+            for b in 0..plan.slot_bytes / row {
+                enc.copy_buffer_to_buffer(&self.params, (v.offset * 4) as u64, &plan.states, b * row, row);
+            }
         } else {
             enc.clear_buffer(&plan.states, 0, Some(plan.slot_bytes));
         }
@@ -235,16 +242,13 @@ impl GpuBackend {
         if backward {
             list.extend(&plan.backward);
         }
-        if update {
-            list.extend(&plan.update);
+        ops::encode(&mut enc, &list);
+        // a carried start is not h0's doing: its gradient stays zero
+        if let (true, true, Some(v)) = (backward, plan.carry_in, h0) {
+            enc.clear_buffer(&self.grads, (v.offset * 4) as u64, Some((v.len() * 4) as u64));
         }
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for d in list {
-                pass.set_pipeline(&d.kernel.pipeline);
-                pass.set_bind_group(0, &d.bind, &[]);
-                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
-            }
+        if update {
+            ops::encode(&mut enc, &plan.update.iter().collect::<Vec<_>>());
         }
         enc.copy_buffer_to_buffer(&plan.states, plan.last_off, &plan.carry, 0, plan.slot_bytes);
         enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
