@@ -76,11 +76,15 @@ fn rv(j: u32, k: u32) -> vec2<f32> {
     return vec2<f32>(params[o + k], params[o + u.n + k]);
 }
 
+// (a loop, not reverseBits: older Metal versions lack it)
 fn bitrev(k: u32) -> u32 {
-    if (u.log2n == 0u) {
-        return 0u;
+    var r = 0u;
+    var x = k;
+    for (var i = 0u; i < u.log2n; i++) {
+        r = (r << 1u) | (x & 1u);
+        x = x >> 1u;
     }
-    return reverseBits(k) >> (32u - u.log2n);
+    return r;
 }
 
 // In-place radix-2 butterflies on region r, whose input was written in

@@ -314,6 +314,16 @@ impl TrainConfig {
         self.log_every = 100;
     }
 
+    /// The uRNN's recipe from its reference code when no config file says
+    /// otherwise: RMSprop, lr 1e-3, decay 0.9, no gradient clipping (the
+    /// recurrence is unitary, so gradients do not explode through it).
+    pub fn apply_urnn_defaults(&mut self) {
+        self.optimizer = OptimKind::Rmsprop;
+        self.lr = 1e-3;
+        self.rms_decay = 0.9;
+        self.clip = 0.0;
+    }
+
     pub fn model_options(&self) -> ModelOptions {
         ModelOptions {
             bias: self.bias(),

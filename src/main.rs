@@ -54,7 +54,7 @@ struct TrainArgs {
     /// T: the copy task's delay, the adding problem's length
     #[arg(long)]
     seq_len: Option<usize>,
-    /// rnn (tanh) | linear | lstm | gru | scrn
+    /// rnn (tanh) | linear | lstm | gru | scrn | urnn (--hidden a power of two)
     #[arg(long)]
     model: Option<String>,
     #[arg(long)]
@@ -381,11 +381,15 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
         Some(t) => TaskKind::parse(t)?.is_lm(),
         None => false,
     };
-    if a.resume.is_none() && a.config.is_none() && lm_task {
+    if a.resume.is_none() && a.config.is_none() {
         if let Some(m) = &a.model {
             c.model = ModelKind::parse(m)?;
         }
-        c.apply_lm_defaults();
+        if lm_task {
+            c.apply_lm_defaults();
+        } else if c.model == ModelKind::Urnn {
+            c.apply_urnn_defaults();
+        }
     }
     set!(seq_len);
     set!(hidden);

@@ -594,6 +594,35 @@ fn lstm_and_gru_train_and_evaluate() {
     fails(tmp.path(), &["train", "--model", "gru", "--floss-before", "5", "--device", "cpu", "--out", tmp.join("g").to_str().unwrap()], &["flossing", "gru"]);
 }
 
+/// `--model urnn` trains with the reference code's recipe (RMSprop 1e-3,
+/// decay 0.9, no clipping) unless told otherwise, and refuses sizes that
+/// are not powers of two.
+#[test]
+fn urnn_trains_with_its_recipe_and_checks_its_size() {
+    let tmp = TempDir::new("urnn");
+    let dir = tmp.join("u");
+    train(tmp.path(), &dir, &["--model", "urnn", "--task", "copy", "--steps", "20"]);
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    for line in ["optimizer = \"rmsprop\"", "lr = 0.001", "clip = 0.0", "rms_decay = 0.9"] {
+        assert!(cfg.lines().any(|l| l.trim() == line), "config.toml should hold {line}:\n{cfg}");
+    }
+    let out = ok(tmp.path(), &["eval", "--run", dir.to_str().unwrap(), "--json", "--device", "cpu"]);
+    assert!(num(&json_stdout(&["eval"], &out), "loss").is_finite());
+    let bytes = std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+    let (header, _) = safetensors_header(&bytes);
+    assert_eq!(header["theta"]["shape"], serde_json::json!([3, 8]));
+    assert_eq!(header["h0"]["shape"], serde_json::json!([16]));
+    // flags still win over the recipe
+    let d2 = tmp.join("u2");
+    train(tmp.path(), &d2, &["--model", "urnn", "--steps", "5", "--optimizer", "adam", "--lr", "0.01"]);
+    let cfg = std::fs::read_to_string(d2.join("config.toml")).unwrap();
+    assert!(cfg.contains("optimizer = \"adam\""), "{cfg}");
+    fails(tmp.path(), &["train", "--model", "urnn", "--hidden", "12", "--device", "cpu", "--out", tmp.join("bad").to_str().unwrap()], &["power of two", "12"]);
+    let out = ok(tmp.path(), &["lyapunov", "--model", "urnn", "--hidden", "4", "--k", "8", "--steps", "50", "--device", "cpu", "--json", "--out", tmp.join("ly").to_str().unwrap()]);
+    let v = json_stdout(&["lyapunov"], &out);
+    assert_eq!(v["exponents"].as_array().unwrap().len(), 8);
+}
+
 /// A language model from the command line: text file, char level, eval
 /// with perplexity and bits per char, sampling; and the errors users hit.
 #[test]

@@ -231,3 +231,39 @@ fn urnn_two_units_and_no_biases() {
 fn urnn_more_units_than_threads() {
     check(&Case { kind: ModelKind::Urnn, task: TaskKind::Adding, t: 3, hidden: 1024, batch: 2, scan: ScanMode::Auto, chunk: 2 });
 }
+
+/// The uRNN's recurrence stays unitary on the GPU after many optimizer
+/// steps: with modReLU made the identity (bias ε) and zero inputs, the GPU
+/// forward is h_t = W h_{t-1}, so every state keeps h0's norm (f32, 1e-5).
+#[test]
+fn urnn_recurrence_stays_unitary_on_the_gpu_after_training() {
+    let Some(ctx) = test_context("gpu_train_step") else { return };
+    let task = Task::new(TaskKind::Copy, 3).unwrap();
+    let n = 32;
+    let model = Model::new(ModelKind::Urnn, Dims { input: task.input_width(), hidden: n, output: task.output_width() }).unwrap();
+    let mut rng = Rng::seed(fresh_seed("gpu_train_step"));
+    let p0 = model.init(&InitConfig::default(), &mut rng);
+    let mut gpu = GpuBackend::new(ctx, model.clone(), &p0, ScanOptions::default()).unwrap();
+    let opt = OptimConfig { kind: OptimKind::Rmsprop, lr: 1e-2, clip: 0.0, ..Default::default() };
+    for t in 1..=100 {
+        gpu.train_step(&task.batch(4, &mut rng), &opt.hyper(opt.lr, t)).unwrap();
+    }
+    let mut p = gpu.params().unwrap();
+    let th = model.layout().get("theta").unwrap().range();
+    let moved = p[th.clone()].iter().zip(&p0[th]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(moved > 0.05, "training should move θ (max change {moved})");
+    for i in model.layout().get("b_mod").unwrap().range() {
+        p[i] = longmem::models::urnn::MODRELU_EPS as f32;
+    }
+    let (m, v) = gpu.optim_state().unwrap();
+    gpu.load(&p, &m, &v).unwrap();
+    let mut b = task.batch(4, &mut rng);
+    b.x.fill(0.0);
+    let states = gpu.states(&b).unwrap();
+    let s = 2 * n;
+    let norms: Vec<f64> = states.chunks(s).map(|h| h.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt()).collect();
+    let h0 = norms[0];
+    for (i, nv) in norms.iter().enumerate() {
+        assert!(((nv - h0) / h0).abs() < 1e-5, "state row {i}: norm {nv} vs h0's {h0}");
+    }
+}
