@@ -28,12 +28,26 @@ enum Cmd {
     Lyapunov(LyapArgs),
     /// Generate text from a language model's run
     Sample(SampleArgs),
+    /// Plot the training-loss curves of several runs on one chart
+    Plot(PlotArgs),
     /// List GPU adapters with their limits and features
     Info {
         /// print JSON
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// run directories (each with its metrics.jsonl)
+    #[arg(required = true, value_name = "RUN")]
+    runs: Vec<PathBuf>,
+    /// the SVG to write
+    #[arg(long, default_value = "compare.svg")]
+    out: PathBuf,
+    #[arg(long, default_value = "training loss")]
+    title: String,
 }
 
 #[derive(Args)]
@@ -360,6 +374,22 @@ fn lyapunov(a: LyapArgs) -> Result<()> {
     Ok(())
 }
 
+/// One chart of several runs' losses; prints each run's last logged loss.
+fn plot(a: PlotArgs) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for dir in &a.runs {
+        let lines = longmem::train::metrics::read(&dir.join(run::METRICS_FILE)).with_context(|| format!("{} is not a run directory", dir.display()))?;
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().to_string());
+        if let Some(last) = lines.iter().rev().find(|l| l.is_training()) {
+            println!("{name}: step {} loss {:.5}", last.step, last.loss);
+        }
+        runs.push((name, lines));
+    }
+    longmem::plot::compare_svg(&a.out, &runs, &a.title)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
 fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     if a.resume.is_some() && (a.out.is_some() || a.config.is_some()) {
         anyhow::bail!("--resume DIR continues the run in DIR with its own config.toml; it cannot be combined with --out or --config");
@@ -571,6 +601,7 @@ fn main() {
         Cmd::Eval(a) => eval(a),
         Cmd::Sample(a) => sample(a),
         Cmd::Lyapunov(a) => lyapunov(a),
+        Cmd::Plot(a) => plot(a),
         Cmd::Info { json } => info(json),
     };
     if let Err(e) = result {

@@ -436,3 +436,45 @@ mod tests {
         }
     }
 }
+
+/// Several runs' training-loss curves on one chart (`longmem plot`), with
+/// the first run's baseline when its task has one. `runs`: (label, lines).
+pub fn compare_svg(path: &Path, runs: &[(String, Vec<MetricsLine>)], title: &str) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {} failed: {e}", path.display());
+    let curves: Vec<(&String, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|(name, lines)| (name, lines.iter().filter(|l| l.is_training() && l.loss.is_finite()).map(|l| (l.step as f64, l.loss)).collect()))
+        .collect();
+    let max_step = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+    let baseline = runs.iter().find_map(|(_, l)| l.first().and_then(|l| l.baseline_loss));
+    let y_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).chain(baseline).fold(0.0f64, f64::max);
+    let y_max = if y_max > 0.0 { y_max * 1.05 } else { 1.0 };
+    let root = SVGBackend::new(path, (900, 550)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_step, 0.0..y_max)
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("step").y_desc("training loss").draw().map_err(|e| err(&e))?;
+    for (i, (name, pts)) in curves.into_iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    if let Some(b) = baseline {
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, b), (max_step, b)], BLACK.stroke_width(1)))
+            .map_err(|e| err(&e))?
+            .label("memoryless baseline")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
