@@ -93,8 +93,8 @@ pub struct TrainConfig {
     pub alpha_mode: AlphaMode,
     /// SCRN: paper (the fast layer reads s_t) | code (s_{t-1}, as the reference code)
     pub scrn_form: ScrnForm,
-    // --- language modelling (tasks ptb, text)
-    /// the PTB folder, or the text file
+    // --- language modelling (tasks ptb, text) and pixel MNIST (mnist, pmnist)
+    /// the PTB folder, the text file, or the MNIST folder
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// text task: word | char
@@ -112,7 +112,16 @@ pub struct TrainConfig {
     /// train on the first N training tokens only (quick runs; unset = all)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_tokens: Option<usize>,
+    // --- pixel MNIST
+    /// pmnist: seed of the fixed pixel permutation (kept here so eval reads the pixels as training did)
+    pub perm_seed: u64,
+    /// train on the first N of the 55,000 training images only (quick runs; unset = all)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_examples: Option<usize>,
 }
+
+/// The permutation seed when none is given: one fixed permutation for every pmnist run.
+pub const DEFAULT_PERM_SEED: u64 = 92_916;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -162,6 +171,8 @@ impl Default for TrainConfig {
             min_improvement: 1.003,
             max_divides: 6,
             train_tokens: None,
+            perm_seed: DEFAULT_PERM_SEED,
+            train_examples: None,
             objective: Objective::Sampled,
             eig_every: 0,
             delay: 10,
@@ -254,7 +265,17 @@ impl TrainConfig {
         if self.task.is_lm() {
             return self.validate_lm();
         }
-        self.task()?;
+        if self.task.is_mnist() {
+            // the images are loaded when the task is built, not to check a config
+            if self.data.is_none() {
+                bail!("--task {} needs --data DIR, the folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz", if self.task == TaskKind::Mnist { "mnist" } else { "pmnist" });
+            }
+            if self.train_examples == Some(0) {
+                bail!("--train-examples must be positive");
+            }
+        } else {
+            self.task()?;
+        }
         if self.task == TaskKind::Filter && !matches!(self.model, ModelKind::Rnn | ModelKind::Linear) {
             bail!("the filter task (the linear-RNN study) records W's eigenvalues: use --model linear or rnn");
         }
@@ -356,6 +377,10 @@ impl TrainConfig {
         if self.bias.is_none() {
             self.bias = Some(self.task != TaskKind::Filter);
         }
+        if self.task.is_mnist() {
+            // an image is 784 steps whatever --seq-len said
+            self.seq_len = crate::data::mnist::PIXELS;
+        }
     }
 
     pub fn bias(&self) -> bool {
@@ -365,6 +390,12 @@ impl TrainConfig {
     pub fn task(&self) -> Result<Task> {
         match self.task {
             TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from --data"),
+            // loads the training images (the validation and test images are eval's)
+            TaskKind::Mnist | TaskKind::Pmnist => {
+                let dir = self.data.as_deref().with_context(|| "--task mnist and pmnist need --data DIR, the MNIST folder")?;
+                let data = crate::tasks::mnist::PixelMnist::load(Path::new(dir), self.task == TaskKind::Pmnist, self.perm_seed, self.train_examples)?;
+                Ok(Task::mnist(data))
+            }
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),
             TaskKind::DelayedCopy | TaskKind::DelayedXor => Task::delayed(self.task, self.seq_len, self.delay),
             k => Task::new(k, self.seq_len),

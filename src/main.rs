@@ -22,7 +22,7 @@ struct Cli {
 enum Cmd {
     /// Train a model; writes config.toml, metrics.jsonl, checkpoint.safetensors and loss.svg
     Train(Box<TrainArgs>),
-    /// Evaluate a run's checkpoint on fresh batches
+    /// Evaluate a run's checkpoint on fresh batches (MNIST: on its whole validation and test splits)
     Eval(EvalArgs),
     /// Lyapunov spectrum of a fresh model or a run's checkpoint; writes lyapunov.json and lyapunov.svg
     Lyapunov(LyapArgs),
@@ -62,7 +62,7 @@ struct TrainArgs {
     /// run directory (default runs/<task>-<model>-<time>)
     #[arg(long)]
     out: Option<PathBuf>,
-    /// copy | adding
+    /// copy | adding | filter | delayed-copy | delayed-xor | ptb | text | mnist | pmnist
     #[arg(long)]
     task: Option<String>,
     /// T: the copy task's delay, the adding problem's length
@@ -186,7 +186,7 @@ struct TrainArgs {
     /// scrn: paper (fast layer reads s_t) | code (s_(t-1), as the reference code)
     #[arg(long)]
     scrn_form: Option<String>,
-    /// language modelling: the PTB folder (--task ptb) or a text file (--task text)
+    /// the PTB folder (--task ptb), a text file (--task text), or the MNIST folder (--task mnist, pmnist)
     #[arg(long, value_name = "PATH")]
     data: Option<String>,
     /// --task text: word | char
@@ -210,6 +210,12 @@ struct TrainArgs {
     /// language modelling: train on the first N training tokens only
     #[arg(long, value_name = "N")]
     train_tokens: Option<usize>,
+    /// mnist, pmnist: train on the first N of the 55,000 training images only (the last 5,000 are validation)
+    #[arg(long, value_name = "N")]
+    train_examples: Option<usize>,
+    /// pmnist: seed of the fixed pixel permutation
+    #[arg(long)]
+    perm_seed: Option<u64>,
     /// no log lines or progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -220,7 +226,7 @@ struct EvalArgs {
     /// run directory
     #[arg(long)]
     run: PathBuf,
-    /// number of fresh batches
+    /// number of fresh batches (not for MNIST, which reads whole splits)
     #[arg(long, default_value_t = 10)]
     batches: usize,
     #[arg(long)]
@@ -464,6 +470,10 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(lr_divide);
     set!(min_improvement);
     set!(max_divides);
+    set!(perm_seed);
+    if a.train_examples.is_some() {
+        c.train_examples = a.train_examples;
+    }
     if a.data.is_some() {
         c.data = a.data.clone();
     }
@@ -542,6 +552,17 @@ fn eval(a: EvalArgs) -> Result<()> {
             if let Some(b) = r.bits_per_char {
                 println!("bits per char: valid {:.4}, test {:.4}", b.valid, b.test);
             }
+        }
+        return Ok(());
+    }
+    if cfg.task.is_mnist() {
+        let r = longmem::train::mnist::evaluate(&a.run, &cfg, &engine)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!("run {} at step {} on {}", a.run.display(), r.step, r.device);
+            println!("accuracy: valid {:.4}, test {:.4}", r.accuracy.valid, r.accuracy.test);
+            println!("loss: valid {:.5}, test {:.5} ({} and {} images)", r.loss.valid, r.loss.test, r.examples.valid, r.examples.test);
         }
         return Ok(());
     }

@@ -1,4 +1,5 @@
-//! Data sets for language modelling: corpora, vocabularies and the batching
-//! of token streams for truncated backpropagation through time.
+//! Real data sets: text corpora for language modelling (vocabularies and
+//! the batching of token streams for truncated BPTT) and MNIST.
 
+pub mod mnist;
 pub mod text;

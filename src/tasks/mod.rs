@@ -3,6 +3,7 @@
 
 mod delayed;
 mod filter;
+pub mod mnist;
 
 use crate::rng::Rng;
 use anyhow::{bail, Result};
@@ -26,6 +27,10 @@ pub enum TaskKind {
     Ptb,
     /// language modelling on any text file, word or char level (train::lm)
     Text,
+    /// pixel-by-pixel MNIST: 784 steps of one pixel, classified at the last
+    Mnist,
+    /// permuted pixel MNIST: the pixels in one fixed random order
+    Pmnist,
 }
 
 impl TaskKind {
@@ -38,13 +43,20 @@ impl TaskKind {
             "delayed-xor" => TaskKind::DelayedXor,
             "ptb" => TaskKind::Ptb,
             "text" => TaskKind::Text,
-            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb or text"),
+            "mnist" => TaskKind::Mnist,
+            "pmnist" => TaskKind::Pmnist,
+            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist or pmnist"),
         })
     }
 
     /// Language modelling over a corpus (trained by `train::lm`).
     pub fn is_lm(self) -> bool {
         matches!(self, TaskKind::Ptb | TaskKind::Text)
+    }
+
+    /// Pixel MNIST, plain or permuted (images from `--data`).
+    pub fn is_mnist(self) -> bool {
+        matches!(self, TaskKind::Mnist | TaskKind::Pmnist)
     }
 }
 
@@ -98,7 +110,8 @@ impl Batch {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Cheap to clone: the MNIST images are shared.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Task {
     pub kind: TaskKind,
     /// T: the delay (copy) or the sequence length (adding, filter)
@@ -106,6 +119,8 @@ pub struct Task {
     pub filter: Option<FilterSpec>,
     /// d of the delayed tasks
     pub delay: usize,
+    /// the training images of the MNIST tasks
+    pub mnist: Option<std::sync::Arc<mnist::PixelMnist>>,
 }
 
 pub use filter::{FilterKind, FilterSpec, Objective};
@@ -121,7 +136,8 @@ impl Task {
             TaskKind::Filter => bail!("the filter task is made with Task::filter"),
             TaskKind::DelayedCopy | TaskKind::DelayedXor => bail!("the delayed tasks are made with Task::delayed"),
             TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from a corpus (train::lm)"),
-            _ => Ok(Task { kind, t, filter: None, delay: 0 }),
+            TaskKind::Mnist | TaskKind::Pmnist => bail!("the MNIST tasks are made with Task::mnist"),
+            _ => Ok(Task { kind, t, filter: None, delay: 0, mnist: None }),
         }
     }
 
@@ -135,7 +151,17 @@ impl Task {
         if kind == TaskKind::DelayedXor && delay < 2 {
             bail!("delayed XOR needs --delay d >= 2 (it reads s_(t-d/2) and s_(t-d))");
         }
-        Ok(Task { kind, t, filter: None, delay })
+        Ok(Task { kind, t, filter: None, delay, mnist: None })
+    }
+
+    /// Pixel MNIST on these images: permuted when `data.perm` is set.
+    pub fn mnist(data: mnist::PixelMnist) -> Self {
+        let kind = if data.perm.is_some() { TaskKind::Pmnist } else { TaskKind::Mnist };
+        Task { kind, t: crate::data::mnist::PIXELS, filter: None, delay: 0, mnist: Some(std::sync::Arc::new(data)) }
+    }
+
+    fn images(&self) -> &mnist::PixelMnist {
+        self.mnist.as_deref().expect("an MNIST task is made with its images (Task::mnist)")
     }
 
     pub fn filter(spec: FilterSpec, t: usize) -> Result<Self> {
@@ -143,7 +169,7 @@ impl Task {
         if t < 1 && spec.objective == Objective::Sampled {
             bail!("filter task needs --seq-len T >= 1");
         }
-        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec), delay: 0 })
+        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec), delay: 0, mnist: None })
     }
 
     fn spec(&self) -> &FilterSpec {
@@ -155,7 +181,7 @@ impl Task {
             TaskKind::Copy => COPY_SYMBOLS,
             TaskKind::Adding => 2,
             TaskKind::Filter => self.spec().channels,
-            TaskKind::DelayedCopy | TaskKind::DelayedXor => 1,
+            TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Mnist | TaskKind::Pmnist => 1,
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
@@ -165,12 +191,13 @@ impl Task {
             TaskKind::Adding => 1,
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
+            TaskKind::Mnist | TaskKind::Pmnist => crate::data::mnist::CLASSES,
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
-            TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text => LossKind::CrossEntropy,
+            TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist => LossKind::CrossEntropy,
             TaskKind::Adding | TaskKind::Filter => LossKind::Mse,
         }
     }
@@ -178,7 +205,7 @@ impl Task {
     pub fn seq_len(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
-            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text => self.t,
+            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist => self.t,
             TaskKind::Filter => match self.spec().objective {
                 Objective::Sampled => self.t,
                 Objective::Population => self.spec().population_lags(),
@@ -195,11 +222,12 @@ impl Task {
             TaskKind::Filter => self.spec().zero_predictor_loss(),
             // a coin flip
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
+            TaskKind::Mnist | TaskKind::Pmnist => mnist::baseline_loss(),
             TaskKind::Ptb | TaskKind::Text => f64::NAN,
         }
     }
     pub fn has_accuracy(&self) -> bool {
-        matches!(self.kind, TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor)
+        matches!(self.kind, TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Mnist | TaskKind::Pmnist)
     }
 
     /// Inputs `(len, B, I)`: the task's input sequences one after another,
@@ -223,6 +251,7 @@ impl Task {
             TaskKind::Filter => self.spec().batch(self.t, batch, rng),
             TaskKind::DelayedCopy => delayed::batch(delayed::Delayed::Copy, self.t, self.delay, batch, rng),
             TaskKind::DelayedXor => delayed::batch(delayed::Delayed::Xor, self.t, self.delay, batch, rng),
+            TaskKind::Mnist | TaskKind::Pmnist => self.images().sample(batch, rng),
             // Task::new refuses these kinds: their batches come from train::lm
             TaskKind::Ptb | TaskKind::Text => unreachable!("no Task is made for a language-modelling kind"),
         }

@@ -12,3 +12,4 @@ pub mod checkpoint;
 pub mod metrics;
 pub mod run;
 pub mod lm;
+pub mod mnist;

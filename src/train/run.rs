@@ -323,6 +323,10 @@ pub struct EvalReport {
 /// Evaluate a run's checkpoint on fresh batches (a stream training never uses).
 pub fn evaluate(dir: &Path, engine: &Engine, batches: usize, seed: Option<u64>) -> Result<EvalReport> {
     let cfg = TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", dir.display()))?;
+    // fresh batches of an MNIST task would be training images
+    if cfg.task.is_mnist() {
+        bail!("{} is an MNIST run: evaluate it on its validation and test splits with train::mnist::evaluate", dir.display());
+    }
     let (task, model) = build_model(&cfg)?;
     let ck = Checkpoint::load(&model, &dir.join(CHECKPOINT_FILE))?;
     let mut be = backend(engine, model, ck.params, &cfg)?;
