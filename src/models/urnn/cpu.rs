@@ -5,11 +5,11 @@
 //! complex vectors `x̄ = ∂L/∂Re x + i ∂L/∂Im x`; through a complex-linear map
 //! `y = A x` they go back as `x̄ = A^H ȳ`.
 
-use super::{cdot, fft, CVec, Urnn, MODRELU_EPS};
+use super::{cdot, fft_with, twiddles, CVec, Urnn, MODRELU_EPS};
 use crate::models::input::{project, project_backward, SeqInput};
 use crate::models::StepAt;
 use crate::real::Real;
-use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 /// W's factors read out of the parameters once per call.
 struct Unitary<'a, F> {
@@ -19,6 +19,7 @@ struct Unitary<'a, F> {
     /// ‖v‖² of each reflection
     vn: [F; 2],
     perm: &'a [usize],
+    tw: (Vec<F>, Vec<F>),
 }
 
 /// The intermediate vectors of one product W h that the adjoint needs.
@@ -101,7 +102,7 @@ impl<'a, F: Real> Unitary<'a, F> {
         let v = |j: usize| CVec::from_stacked(&rf[j * 2 * n..(j + 1) * 2 * n]);
         let v = [v(0), v(1)];
         let vn = [v[0].norm_sq(), v[1].norm_sq()];
-        Unitary { d: [d(0), d(1), d(2)], v, vn, perm: &m.perm }
+        Unitary { d: [d(0), d(1), d(2)], v, vn, perm: &m.perm, tw: twiddles(n) }
     }
 
     fn permute(&self, x: &CVec<F>) -> CVec<F> {
@@ -113,13 +114,13 @@ impl<'a, F: Real> Unitary<'a, F> {
         let mut x = h.clone();
         diag(&self.d[0], &mut x);
         let y1 = x.clone();
-        fft(&mut x, false);
+        fft_with(&mut x, false, &self.tw);
         let x_r1 = x.clone();
         reflect(&self.v[0], self.vn[0], &mut x);
         let mut x = self.permute(&x);
         diag(&self.d[1], &mut x);
         let y5 = x.clone();
-        fft(&mut x, true);
+        fft_with(&mut x, true, &self.tw);
         let x_r2 = x.clone();
         reflect(&self.v[1], self.vn[1], &mut x);
         diag(&self.d[2], &mut x);
@@ -134,7 +135,7 @@ impl<'a, F: Real> Unitary<'a, F> {
         let (d1, d2) = drefl.split_at_mut(2 * n);
         let (re, im) = d2.split_at_mut(n);
         reflect_back(&self.v[1], self.vn[1], &tr.x_r2, &mut g, re, im);
-        fft(&mut g, false);
+        fft_with(&mut g, false, &self.tw);
         diag_back(&self.d[1], &tr.y5, &mut g, &mut dtheta[n..2 * n]);
         let mut back = CVec::zeros(n);
         for (j, &pj) in self.perm.iter().enumerate() {
@@ -144,10 +145,19 @@ impl<'a, F: Real> Unitary<'a, F> {
         let mut g = back;
         let (re, im) = d1.split_at_mut(n);
         reflect_back(&self.v[0], self.vn[0], &tr.x_r1, &mut g, re, im);
-        fft(&mut g, true);
+        fft_with(&mut g, true, &self.tw);
         diag_back(&self.d[0], &tr.y1, &mut g, &mut dtheta[..n]);
         g
     }
+}
+
+/// Threads for `rows` independent rows of `work` steps·units each: one
+/// unless there is enough work to pay for spawning them.
+fn threads(rows: usize, work: usize) -> usize {
+    if rows * work < 1 << 14 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows).max(1)
 }
 
 /// modReLU of one unit: the scale c with h = c z, from |z| = r.
@@ -193,19 +203,28 @@ impl Urnn {
         let bm = self.b_mod(p);
         let mut st = Array3::zeros((t_len + 1, batch, 2 * n));
         st.slice_mut(s![0, .., ..]).assign(&h0);
-        let mut row = vec![F::zero(); 2 * n];
-        for t in 0..t_len {
-            for b in 0..batch {
-                let prev = st.slice(s![t, b, ..]).to_vec();
-                let (_, z) = self.preact(&u, &prev, pre.row(t * batch + b).as_slice().expect("row-major"));
-                for k in 0..n {
-                    let c = modrelu_scale((z.re[k] * z.re[k] + z.im[k] * z.im[k]).sqrt(), bm[k]);
-                    row[k] = c * z.re[k];
-                    row[n + k] = c * z.im[k];
-                }
-                st.slice_mut(s![t + 1, b, ..]).assign(&ndarray::ArrayView1::from(&row));
+        // rows are independent: each thread runs a block of them over all steps
+        let rows_per = batch.div_ceil(threads(batch, t_len * n));
+        std::thread::scope(|sc| {
+            for (c, mut block) in st.axis_chunks_iter_mut(Axis(1), rows_per).enumerate() {
+                let (u, bm, pre) = (&u, &bm, &pre);
+                sc.spawn(move || {
+                    for bb in 0..block.dim().1 {
+                        let b = c * rows_per + bb;
+                        for t in 0..t_len {
+                            let prev = block.slice(s![t, bb, ..]).to_vec();
+                            let (_, z) = self.preact(u, &prev, pre.row(t * batch + b).as_slice().expect("row-major"));
+                            let mut out = block.slice_mut(s![t + 1, bb, ..]);
+                            for k in 0..n {
+                                let c = modrelu_scale((z.re[k] * z.re[k] + z.im[k] * z.im[k]).sqrt(), bm[k]);
+                                out[k] = c * z.re[k];
+                                out[n + k] = c * z.im[k];
+                            }
+                        }
+                    }
+                });
             }
-        }
+        });
         st
     }
 
@@ -219,54 +238,93 @@ impl Urnn {
     ) -> Array2<F> {
         let (t_len, batch) = (x.t_len(), x.batch());
         let n = self.dims.hidden;
-        let eps = F::from_f64(MODRELU_EPS);
         let pre = project(p, &self.layout, x);
         let u = Unitary::new(self, p);
         let bm = self.b_mod(p);
-        let mut d_pre = Array2::<F>::zeros((t_len * batch, 2 * n));
-        let mut dtheta = vec![F::zero(); 3 * n];
-        let mut drefl = vec![F::zero(); 4 * n];
-        let mut db = vec![F::zero(); n];
+        let mut d_pre = Array3::<F>::zeros((t_len, batch, 2 * n));
         let mut d0 = Array2::zeros((batch, 2 * n));
-        for b in 0..batch {
-            // dL/dh_t carried back from step t + 1
-            let mut carry = CVec::<F>::zeros(n);
-            for t in (0..t_len).rev() {
-                let r = t * batch + b;
-                let prev = states.slice(s![t, b, ..]).to_vec();
-                let (tr, z) = self.preact(&u, &prev, pre.row(r).as_slice().expect("row-major"));
-                let mut g = CVec::zeros(n);
-                for k in 0..n {
-                    let (hr, hi) = (d_states[[t, b, k]] + carry.re[k], d_states[[t, b, n + k]] + carry.im[k]);
-                    let (zr, zi) = (z.re[k], z.im[k]);
-                    let rad = (zr * zr + zi * zi).sqrt();
-                    let c = modrelu_scale(rad, bm[k]);
-                    if c == F::zero() {
-                        continue;
-                    }
-                    let q = hr * zr + hi * zi;
-                    db[k] = db[k] + q / (rad + eps);
-                    let e = if rad > F::zero() { q * (eps - bm[k]) / ((rad + eps) * (rad + eps) * rad) } else { F::zero() };
-                    g.re[k] = c * hr + e * zr;
-                    g.im[k] = c * hi + e * zi;
-                }
-                g.write_stacked(d_pre.row_mut(r).as_slice_mut().expect("row-major"));
-                carry = u.back(&tr, g, &mut dtheta, &mut drefl);
-            }
-            carry.write_stacked(d0.row_mut(b).as_slice_mut().expect("row-major"));
-        }
-        let add = |grads: &mut [F], name: &str, vals: &[F]| {
+        let rows_per = batch.div_ceil(threads(batch, t_len * n));
+        // each block of rows sums its own (dθ, dv, db); the blocks are added in order
+        let parts: Vec<[Vec<F>; 3]> = std::thread::scope(|sc| {
+            let handles: Vec<_> = d_pre
+                .axis_chunks_iter_mut(Axis(1), rows_per)
+                .zip(d0.axis_chunks_iter_mut(Axis(0), rows_per))
+                .enumerate()
+                .map(|(c, (mut dp, mut d0))| {
+                    let (u, bm, pre) = (&u, &bm, &pre);
+                    sc.spawn(move || {
+                        let mut acc = [vec![F::zero(); 3 * n], vec![F::zero(); 4 * n], vec![F::zero(); n]];
+                        for bb in 0..dp.dim().1 {
+                            let b = c * rows_per + bb;
+                            let carry = self.backward_row(u, bm, pre, states, d_states, b, dp.slice_mut(s![.., bb, ..]), &mut acc);
+                            carry.write_stacked(d0.row_mut(bb).as_slice_mut().expect("row-major"));
+                        }
+                        acc
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("uRNN backward thread")).collect()
+        });
+        for (name, i) in [("theta", 0), ("refl", 1), ("b_mod", 2)] {
             if let Ok(v) = self.layout.get(name) {
-                for (g, d) in grads[v.range()].iter_mut().zip(vals) {
-                    *g = *g + *d;
+                for part in &parts {
+                    for (g, d) in grads[v.range()].iter_mut().zip(&part[i]) {
+                        *g = *g + *d;
+                    }
                 }
             }
-        };
-        add(grads, "theta", &dtheta);
-        add(grads, "refl", &drefl);
-        add(grads, "b_mod", &db);
+        }
+        let d_pre = d_pre.into_shape_with_order((t_len * batch, 2 * n)).expect("contiguous");
         project_backward(&self.layout, x, d_pre.view(), grads);
         d0
+    }
+
+    /// Backward through time for batch row `b`: writes dL/dz of every step
+    /// into `d_pre` (T, 2N), adds into acc = [dθ, dv, db], returns dL/dh0.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_row<F: Real>(
+        &self,
+        u: &Unitary<F>,
+        bm: &[F],
+        pre: &Array2<F>,
+        states: ArrayView3<F>,
+        d_states: ArrayView3<F>,
+        b: usize,
+        mut d_pre: ndarray::ArrayViewMut2<F>,
+        acc: &mut [Vec<F>; 3],
+    ) -> CVec<F> {
+        let (t_len, batch, _) = d_states.dim();
+        let n = self.dims.hidden;
+        let eps = F::from_f64(MODRELU_EPS);
+        let [dtheta, drefl, db] = acc;
+        // dL/dh_t carried back from step t + 1
+        let mut carry = CVec::<F>::zeros(n);
+        for t in (0..t_len).rev() {
+            let prev = states.slice(s![t, b, ..]).to_vec();
+            let (tr, z) = self.preact(u, &prev, pre.row(t * batch + b).as_slice().expect("row-major"));
+            let mut g = CVec::zeros(n);
+            for k in 0..n {
+                let (hr, hi) = (d_states[[t, b, k]] + carry.re[k], d_states[[t, b, n + k]] + carry.im[k]);
+                let (zr, zi) = (z.re[k], z.im[k]);
+                let rad = (zr * zr + zi * zi).sqrt();
+                let c = modrelu_scale(rad, bm[k]);
+                if c == F::zero() {
+                    continue;
+                }
+                let q = hr * zr + hi * zi;
+                db[k] = db[k] + q / (rad + eps);
+                let e = if rad > F::zero() { q * (eps - bm[k]) / ((rad + eps) * (rad + eps) * rad) } else { F::zero() };
+                g.re[k] = c * hr + e * zr;
+                g.im[k] = c * hi + e * zi;
+            }
+            let mut row = d_pre.row_mut(t);
+            for k in 0..n {
+                row[k] = g.re[k];
+                row[n + k] = g.im[k];
+            }
+            carry = u.back(&tr, g, dtheta, drefl);
+        }
+        carry
     }
 
     /// J_t Q: δz = W δh (complex-linear), then modReLU's real 2×2 Jacobian

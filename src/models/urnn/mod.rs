@@ -146,11 +146,22 @@ pub fn cdot<F: Real>(a: &CVec<F>, b: &CVec<F>) -> (F, F) {
     (re, im)
 }
 
+/// e^{−2πik/N} for k < N/2: the twiddle factors of an N-point FFT.
+pub fn twiddles<F: Real>(n: usize) -> (Vec<F>, Vec<F>) {
+    let ang = |k: usize| -2.0 * std::f64::consts::PI * k as f64 / n as f64;
+    ((0..n / 2).map(|k| F::from_f64(ang(k).cos())).collect(), (0..n / 2).map(|k| F::from_f64(ang(k).sin())).collect())
+}
+
 /// In-place radix-2 FFT, unitary (scaled by 1/√N): the forward transform
 /// `Σ_j x_j e^{−2πi jk/N} / √N` when `inverse` is false, its inverse else.
 pub fn fft<F: Real>(x: &mut CVec<F>, inverse: bool) {
+    fft_with(x, inverse, &twiddles(x.len()));
+}
+
+/// [`fft`] with the twiddle table of [`twiddles`] made once by the caller.
+pub fn fft_with<F: Real>(x: &mut CVec<F>, inverse: bool, tw: &(Vec<F>, Vec<F>)) {
     let n = x.len();
-    debug_assert!(n.is_power_of_two());
+    debug_assert!(n.is_power_of_two() && tw.0.len() == n / 2);
     let bits = n.trailing_zeros();
     if bits > 0 {
         for i in 0..n {
@@ -161,13 +172,13 @@ pub fn fft<F: Real>(x: &mut CVec<F>, inverse: bool) {
             }
         }
     }
-    let sign = if inverse { 1.0 } else { -1.0 };
     let mut len = 2;
     while len <= n {
         let half = len / 2;
+        let stride = n / len;
         for k in 0..half {
-            let ang = sign * 2.0 * std::f64::consts::PI * k as f64 / len as f64;
-            let (wr, wi) = (F::from_f64(ang.cos()), F::from_f64(ang.sin()));
+            let wr = tw.0[k * stride];
+            let wi = if inverse { -tw.1[k * stride] } else { tw.1[k * stride] };
             for start in (0..n).step_by(len) {
                 let (a, b) = (start + k, start + k + half);
                 let tr = x.re[b] * wr - x.im[b] * wi;
