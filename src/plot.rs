@@ -437,6 +437,20 @@ mod tests {
     }
 }
 
+/// Ten colours that stay apart on white (matplotlib's "tab10").
+const TAB10: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 /// Several runs' training-loss curves on one chart (`longmem plot`), with
 /// the first run's baseline when its task has one. `runs`: (label, lines).
 pub fn compare_svg(path: &Path, runs: &[(String, Vec<MetricsLine>)], title: &str) -> Result<()> {
@@ -460,7 +474,7 @@ pub fn compare_svg(path: &Path, runs: &[(String, Vec<MetricsLine>)], title: &str
         .map_err(|e| err(&e))?;
     chart.configure_mesh().x_desc("step").y_desc("training loss").draw().map_err(|e| err(&e))?;
     for (i, (name, pts)) in curves.into_iter().enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
+        let colour = TAB10[i % TAB10.len()];
         chart
             .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
             .map_err(|e| err(&e))?
