@@ -1,4 +1,4 @@
-//! Training-step throughput of the tanh RNN on the CPU path and on the
+//! Training-step throughput of the tanh RNN and the uRNN on the CPU path and on the
 //! default GPU adapter: `cargo bench --bench train_step`. Reports the median
 //! and spread of repeated timed runs after a warm-up, in tokens (B·T) per
 //! second. The full cross-vendor suite is `longmem bench` (planned).
@@ -43,17 +43,18 @@ fn main() {
         None => println!("gpu: none found; CPU only"),
     }
     let width = 32;
-    for &(h, b, t) in &[(128usize, 32usize, 256usize), (256, 32, 256)] {
-        let model = Model::new(ModelKind::Rnn, Dims { input: width, hidden: h, output: width }).unwrap();
+    for &(kind, h, b, t) in &[(ModelKind::Rnn, 128usize, 32usize, 256usize), (ModelKind::Rnn, 256, 32, 256), (ModelKind::Urnn, 128, 32, 256), (ModelKind::Urnn, 512, 32, 256)] {
+        let name = kind.name();
+        let model = Model::new(kind, Dims { input: width, hidden: h, output: width }).unwrap();
         let params = model.init(&InitConfig::default(), &mut Rng::seed(0));
         let batch = random_batch(t, b, width, &mut Rng::seed(1));
         let mut cpu = CpuBackend::new(model.clone(), params.clone()).unwrap();
         let (med, spread) = time(&mut cpu, &batch, 5);
-        println!("rnn H={h} B={b} T={t} train cpu: {:>10.0} tokens/s (median {med:.4} s, spread {spread:.4} s)", (b * t) as f64 / med);
+        println!("{name} H={h} B={b} T={t} train cpu: {:>10.0} tokens/s (median {med:.4} s, spread {spread:.4} s)", (b * t) as f64 / med);
         if let Some(ctx) = &gpu {
             let mut g = GpuBackend::new(ctx.clone(), model, &params, ScanOptions::default()).unwrap();
             let (med, spread) = time(&mut g, &batch, 5);
-            println!("rnn H={h} B={b} T={t} train gpu: {:>10.0} tokens/s (median {med:.4} s, spread {spread:.4} s)", (b * t) as f64 / med);
+            println!("{name} H={h} B={b} T={t} train gpu: {:>10.0} tokens/s (median {med:.4} s, spread {spread:.4} s)", (b * t) as f64 / med);
         }
     }
 }

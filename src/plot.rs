@@ -385,58 +385,6 @@ pub fn lm_svg(path: &Path, train: &[(f64, f64)], valid: &[(f64, f64)]) -> Result
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn synthetic(n_steps: u64) -> Vec<EigRecord> {
-        (0..n_steps)
-            .map(|k| {
-                let t = if n_steps > 1 { k as f64 / (n_steps - 1) as f64 } else { 1.0 };
-                let (r, th) = (0.3 + 0.65 * t, 0.2 + 0.3 * t);
-                let mut eigs = vec![[r * th.cos(), r * th.sin()], [r * th.cos(), -r * th.sin()]];
-                for j in 0..12 {
-                    let a = j as f64 * 0.5 + k as f64 * 0.1;
-                    eigs.push([0.25 * a.cos(), 0.25 * a.sin()]);
-                }
-                EigRecord { step: k * 100, eigs, align_u: 0.5, align_v: 0.5 }
-            })
-            .collect()
-    }
-
-    #[test]
-    fn eig_plots_write_svg() {
-        let dir = std::env::temp_dir().join(format!("longmem-plot-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let targets = [[0.95 * 0.5f64.cos(), 0.95 * 0.5f64.sin()], [0.95 * 0.5f64.cos(), -0.95 * 0.5f64.sin()]];
-        for (name, recs) in [("many", synthetic(8)), ("one", synthetic(1))] {
-            let e = dir.join(format!("eigs-{name}.svg"));
-            let o = dir.join(format!("outlier-{name}.svg"));
-            eigs_svg(&e, &recs, &targets, "eigenvalues of W").unwrap();
-            outlier_svg(&o, &recs, 0.95, Some(0.5), "leading eigenvalue").unwrap();
-            for p in [&e, &o] {
-                let s = std::fs::read_to_string(p).unwrap();
-                assert!(s.starts_with("<svg") || s.starts_with("<?xml"), "{}", p.display());
-                assert!(s.len() > 2000, "{}: {} bytes", p.display(), s.len());
-                assert!(s.contains("<circle"), "{}", p.display());
-            }
-        }
-        // empty: nothing written
-        let e = dir.join("eigs-empty.svg");
-        eigs_svg(&e, &[], &targets, "x").unwrap();
-        outlier_svg(&dir.join("outlier-empty.svg"), &[], 0.9, None, "x").unwrap();
-        assert!(!e.exists() && !dir.join("outlier-empty.svg").exists());
-        // no targets, no phase
-        outlier_svg(&dir.join("outlier-nophase.svg"), &synthetic(3), f64::NAN, None, "x").unwrap();
-        eigs_svg(&dir.join("eigs-notarget.svg"), &synthetic(3), &[], "x").unwrap();
-        if std::env::var_os("LONGMEM_KEEP_PLOTS").is_none() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        } else {
-            eprintln!("plots kept in {}", dir.display());
-        }
-    }
-}
-
 /// Ten colours that stay apart on white (matplotlib's "tab10").
 const TAB10: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -491,4 +439,56 @@ pub fn compare_svg(path: &Path, runs: &[(String, Vec<MetricsLine>)], title: &str
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic(n_steps: u64) -> Vec<EigRecord> {
+        (0..n_steps)
+            .map(|k| {
+                let t = if n_steps > 1 { k as f64 / (n_steps - 1) as f64 } else { 1.0 };
+                let (r, th) = (0.3 + 0.65 * t, 0.2 + 0.3 * t);
+                let mut eigs = vec![[r * th.cos(), r * th.sin()], [r * th.cos(), -r * th.sin()]];
+                for j in 0..12 {
+                    let a = j as f64 * 0.5 + k as f64 * 0.1;
+                    eigs.push([0.25 * a.cos(), 0.25 * a.sin()]);
+                }
+                EigRecord { step: k * 100, eigs, align_u: 0.5, align_v: 0.5 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn eig_plots_write_svg() {
+        let dir = std::env::temp_dir().join(format!("longmem-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let targets = [[0.95 * 0.5f64.cos(), 0.95 * 0.5f64.sin()], [0.95 * 0.5f64.cos(), -0.95 * 0.5f64.sin()]];
+        for (name, recs) in [("many", synthetic(8)), ("one", synthetic(1))] {
+            let e = dir.join(format!("eigs-{name}.svg"));
+            let o = dir.join(format!("outlier-{name}.svg"));
+            eigs_svg(&e, &recs, &targets, "eigenvalues of W").unwrap();
+            outlier_svg(&o, &recs, 0.95, Some(0.5), "leading eigenvalue").unwrap();
+            for p in [&e, &o] {
+                let s = std::fs::read_to_string(p).unwrap();
+                assert!(s.starts_with("<svg") || s.starts_with("<?xml"), "{}", p.display());
+                assert!(s.len() > 2000, "{}: {} bytes", p.display(), s.len());
+                assert!(s.contains("<circle"), "{}", p.display());
+            }
+        }
+        // empty: nothing written
+        let e = dir.join("eigs-empty.svg");
+        eigs_svg(&e, &[], &targets, "x").unwrap();
+        outlier_svg(&dir.join("outlier-empty.svg"), &[], 0.9, None, "x").unwrap();
+        assert!(!e.exists() && !dir.join("outlier-empty.svg").exists());
+        // no targets, no phase
+        outlier_svg(&dir.join("outlier-nophase.svg"), &synthetic(3), f64::NAN, None, "x").unwrap();
+        eigs_svg(&dir.join("eigs-notarget.svg"), &synthetic(3), &[], "x").unwrap();
+        if std::env::var_os("LONGMEM_KEEP_PLOTS").is_none() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        } else {
+            eprintln!("plots kept in {}", dir.display());
+        }
+    }
 }

@@ -111,9 +111,9 @@ pub struct ElmanScan<'a> {
     pub da: &'a wgpu::Buffer,
 }
 
-/// The scan's forward dispatches, and its backward ones: da_t = (d_states_t
-/// + Wᵀ da_{t+1}) ⊙ act'(h_t), then dW = daᵀ h_{t-1} over all rows
-/// (overwriting W's gradient). Also whether it runs persistent.
+/// The scan's forward dispatches, and its backward ones: da_t =
+/// (d_states_t + Wᵀ da_{t+1}) ⊙ act'(h_t), then dW = daᵀ h_{t-1} over all
+/// rows (overwriting W's gradient). Also whether it runs persistent.
 pub fn elman_scan(ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, e: &ElmanScan, opts: &ScanOptions) -> Result<(Vec<Dispatch>, Vec<Dispatch>, bool)> {
     let h = e.hidden;
     let shape = scan_shape(ctx, h, batch, opts.mode)?;

@@ -47,10 +47,10 @@ fn diag<F: Real>(d: &(Vec<F>, Vec<F>), x: &mut CVec<F>) {
 
 /// x̄ = conj(D) ȳ, and dθ_k += Im(ȳ_k conj(y_k)) for the output y = D x.
 fn diag_back<F: Real>(d: &(Vec<F>, Vec<F>), y: &CVec<F>, g: &mut CVec<F>, dtheta: &mut [F]) {
-    for k in 0..g.len() {
+    for (k, dt) in dtheta.iter_mut().enumerate().take(g.len()) {
         let (c, s) = (d.0[k], d.1[k]);
         let (gr, gi) = (g.re[k], g.im[k]);
-        dtheta[k] = dtheta[k] + gi * y.re[k] - gr * y.im[k];
+        *dt = *dt + gi * y.re[k] - gr * y.im[k];
         g.re[k] = c * gr + s * gi;
         g.im[k] = c * gi - s * gr;
     }
