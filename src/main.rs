@@ -611,6 +611,13 @@ fn info(json: bool) -> Result<()> {
 }
 
 fn main() {
+    // a closed stdout (`longmem eval --json | head`) ends the process as it
+    // does any Unix tool, rather than as a panic in println!
+    #[cfg(unix)]
+    // SAFETY: done first, before any other thread exists
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // Mesa's Vulkan loader complains on stderr when this is unset (headless
     // machines, CI); nothing of ours uses it. Set before any thread starts.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {

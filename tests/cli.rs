@@ -594,6 +594,26 @@ fn lstm_and_gru_train_and_evaluate() {
     fails(tmp.path(), &["train", "--model", "gru", "--floss-before", "5", "--device", "cpu", "--out", tmp.join("g").to_str().unwrap()], &["flossing", "gru"]);
 }
 
+/// Output into a pipe whose reader has gone (`longmem ... | head`) ends the
+/// process quietly, not with a panic.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_is_no_panic() {
+    use std::process::Stdio;
+    let tmp = TempDir::new("pipe");
+    let mut child = Command::new(BIN)
+        .args(["lyapunov", "--hidden", "4", "--steps", "2000", "--k", "4", "--device", "cpu", "--json", "--out", tmp.join("l").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panicked on a closed stdout: {stderr}");
+    assert_ne!(out.status.code(), Some(101));
+}
+
 /// `--model urnn` trains with the reference code's recipe (RMSprop 1e-3,
 /// decay 0.9, no clipping) unless told otherwise, and refuses sizes that
 /// are not powers of two.
