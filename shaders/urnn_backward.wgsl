@@ -93,20 +93,8 @@ fn backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
             stc(rg, k, cmul(conj(d3), zb));
         }
         sync();
-        // R2: v̄2 and G ← R2 G, written bit-reversed into A for F
-        let a2 = vdot_g(1u, rg, red);
-        let f2 = 2.0 * c2 / vn2 * (a2.x * s2.x - a2.y * s2.y);
-        for (var k = lid_x; k < n; k += WG) {
-            let g = ldc(rg, k);
-            let x = ldc(x2, k);
-            let v = rv(1u, k);
-            let tv = cmul(conj(s2), g) + cmul(a2, x);
-            let o = gb + 3u * n + 2u * n;
-            acc(o + k, -c2 * tv.x + f2 * v.x);
-            acc(o + n + k, -c2 * tv.y + f2 * v.y);
-            stc(ra, bitrev(k), g - c2 * cmul(v, conj(a2)));
-        }
-        sync();
+        // R2, written bit-reversed into A for F
+        reflect_back(1u, x2, s2, vn2, gb, rg, ra, red);
         fft(ra, -1.0);
         // D2 and Πᵀ, into G
         for (var j = lid_x; j < n; j += WG) {
@@ -119,19 +107,7 @@ fn backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
         }
         sync();
         // R1, written bit-reversed into A for F⁻¹
-        let a1 = vdot_g(0u, rg, red);
-        let f1 = 2.0 * c1 / vn1 * (a1.x * s1.x - a1.y * s1.y);
-        for (var k = lid_x; k < n; k += WG) {
-            let g = ldc(rg, k);
-            let x = ldc(x1, k);
-            let v = rv(0u, k);
-            let tv = cmul(conj(s1), g) + cmul(a1, x);
-            let o = gb + 3u * n;
-            acc(o + k, -c1 * tv.x + f1 * v.x);
-            acc(o + n + k, -c1 * tv.y + f1 * v.y);
-            stc(ra, bitrev(k), g - c1 * cmul(v, conj(a1)));
-        }
-        sync();
+        reflect_back(0u, x1, s1, vn1, gb, rg, ra, red);
         fft(ra, 1.0);
         // D1: h̄_{t-1} into G
         for (var k = lid_x; k < n; k += WG) {
@@ -154,15 +130,31 @@ fn backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     }
 }
 
+// The adjoint of reflection j for its input x (region xr, s = v^H x):
+// v̄ += −c(conj(s) G + a x) + (2c/‖v‖²) Re(a s) v with a = G^H v, c = 2/‖v‖²,
+// then G ← R G, written bit-reversed into region ra for the next FFT.
+fn reflect_back(j: u32, xr: u32, s: vec2<f32>, vn: f32, gb: u32, rg: u32, ra: u32, red: u32) {
+    let n = u.n;
+    let c = 2.0 / vn;
+    let a = vdot_g(j, rg, red);
+    let f = 2.0 * c / vn * (a.x * s.x - a.y * s.y);
+    let o = gb + 3u * n + j * 2u * n;
+    for (var k = lid_x; k < n; k += WG) {
+        let g = ldc(rg, k);
+        let v = rv(j, k);
+        let tv = cmul(conj(s), g) + cmul(a, ldc(xr, k));
+        acc(o + k, -c * tv.x + f * v.x);
+        acc(o + n + k, -c * tv.y + f * v.y);
+        stc(ra, bitrev(k), g - c * cmul(v, conj(a)));
+    }
+    sync();
+}
+
 // G^H v_j = Σ conj(g_k) v_k for region r
 fn vdot_g(j: u32, r: u32, red: u32) -> vec2<f32> {
     var s = vec2<f32>(0.0);
-    for (var k = lid_x; k < n_units(); k += WG) {
+    for (var k = lid_x; k < u.n; k += WG) {
         s += cmul(conj(ldc(r, k)), rv(j, k));
     }
     return reduce(red, s);
-}
-
-fn n_units() -> u32 {
-    return u.n;
 }
