@@ -248,7 +248,7 @@ impl GpuBackend {
             enc.clear_buffer(&self.grads, (v.offset * 4) as u64, Some((v.len() * 4) as u64));
         }
         if update {
-            ops::encode(&mut enc, &plan.update.iter().collect::<Vec<_>>());
+            ops::encode(&mut enc, &plan.update);
         }
         enc.copy_buffer_to_buffer(&plan.states, plan.last_off, &plan.carry, 0, plan.slot_bytes);
         enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
