@@ -1,7 +1,7 @@
 //! Training-step throughput of the tanh RNN and the uRNN on the CPU path and on the
 //! default GPU adapter: `cargo bench --bench train_step`. Reports the median
 //! and spread of repeated timed runs after a warm-up, in tokens (B·T) per
-//! second. The full cross-vendor suite is `longmem bench` (planned).
+//! second. The full cross-vendor suite is `longmem bench`.
 
 use longmem::gpu::GpuContext;
 use longmem::models::{Dims, InitConfig, Model, ModelKind, ScanOptions};

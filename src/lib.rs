@@ -15,3 +15,4 @@ pub mod config;
 pub mod device;
 pub mod plot;
 pub mod analysis;
+pub mod bench;

@@ -11,6 +11,11 @@ use longmem::train::optim::{OptimKind, Schedule};
 use longmem::train::run::{self, RunOptions, CONFIG_FILE};
 use std::path::PathBuf;
 
+mod bench_cmd;
+
+#[global_allocator]
+static ALLOC: longmem::bench::alloc::CountingAlloc = longmem::bench::alloc::CountingAlloc;
+
 #[derive(Parser)]
 #[command(name = "longmem", version, about = "Train recurrent networks with long memory on any GPU (wgpu) or the CPU reference path")]
 struct Cli {
@@ -30,6 +35,8 @@ enum Cmd {
     Sample(SampleArgs),
     /// Plot the training-loss curves of several runs on one chart
     Plot(PlotArgs),
+    /// Throughput suite (forward, training step, Lyapunov) on one device; writes bench.json, bench.md, bench.svg
+    Bench(Box<bench_cmd::BenchArgs>),
     /// List GPU adapters with their limits and features
     Info {
         /// print JSON
@@ -631,6 +638,7 @@ fn main() {
         Cmd::Lyapunov(a) => lyapunov(a),
         Cmd::Plot(a) => plot(a),
         Cmd::Info { json } => info(json),
+        Cmd::Bench(a) => bench_cmd::bench(*a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -386,7 +386,7 @@ pub fn lm_svg(path: &Path, train: &[(f64, f64)], valid: &[(f64, f64)]) -> Result
 }
 
 /// Ten colours that stay apart on white (matplotlib's "tab10").
-const TAB10: [RGBColor; 10] = [
+pub const TAB10: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),

@@ -3,6 +3,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// Vulkan, Metal and DX12 only: the GL backend would list lavapipe twice and
@@ -152,6 +153,10 @@ pub struct GpuContext {
     pub index: usize,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// bytes of storage buffers created through `ops::storage` so far (for
+    /// `longmem bench`'s memory figures)
+    pub allocated: AtomicU64,
+    pub(crate) timer: Mutex<Option<super::timer::PassTimer>>,
 }
 
 impl GpuContext {
@@ -161,7 +166,8 @@ impl GpuContext {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("longmem"),
-            required_features: wgpu::Features::empty(),
+            // timestamp queries, where present, let `longmem bench` time kernels on the device
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             ..Default::default()
         };
@@ -181,6 +187,8 @@ impl GpuContext {
             index,
             kernels: Mutex::new(HashMap::new()),
             errors,
+            allocated: AtomicU64::new(0),
+            timer: Mutex::new(None),
         })
     }
 

@@ -4,5 +4,6 @@ pub mod context;
 pub mod ops;
 pub mod shaders;
 pub mod testing;
+pub mod timer;
 
 pub use context::GpuContext;

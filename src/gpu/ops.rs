@@ -15,8 +15,10 @@ pub struct Dispatch {
     pub groups: (u32, u32, u32),
 }
 
-pub fn encode<D: std::borrow::Borrow<Dispatch>>(enc: &mut wgpu::CommandEncoder, dispatches: &[D]) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+/// Record `dispatches` in one compute pass (timed when a timing window is open).
+pub fn encode<D: std::borrow::Borrow<Dispatch>>(ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, dispatches: &[D]) {
+    let stamps = ctx.timestamp_writes();
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: super::timer::pass_writes(&stamps) });
     for d in dispatches.iter().map(|d| d.borrow()) {
         pass.set_pipeline(&d.kernel.pipeline);
         pass.set_bind_group(0, &d.bind, &[]);
@@ -45,6 +47,7 @@ pub fn storage(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer
             bind.min(ctx.limits.max_buffer_size)
         );
     }
+    ctx.allocated.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes,

@@ -50,6 +50,6 @@ pub fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
 /// Encode and submit recorded dispatches (a later read waits for them).
 pub fn submit(ctx: &GpuContext, ds: &[super::ops::Dispatch]) {
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    super::ops::encode(&mut enc, ds);
+    super::ops::encode(ctx, &mut enc, ds);
     ctx.queue.submit([enc.finish()]);
 }

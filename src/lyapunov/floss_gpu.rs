@@ -167,8 +167,8 @@ pub fn floss_loss_grad_gpu(
     }
     ctx.check_errors()?;
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    ops::encode(&mut enc, &plan.forward);
-    ops::encode(&mut enc, &fwd);
+    ops::encode(ctx, &mut enc, &plan.forward);
+    ops::encode(ctx, &mut enc, &fwd);
     ctx.queue.submit([enc.finish()]);
     let r = ops::read_f32(ctx, &rs, 0, coef_off)?;
 
@@ -233,9 +233,9 @@ pub fn floss_loss_grad_gpu(
     }
     ctx.check_errors()?;
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    ops::encode(&mut enc, &rev);
-    ops::encode(&mut enc, &plan.backward);
-    ops::encode(&mut enc, &wbar);
+    ops::encode(ctx, &mut enc, &rev);
+    ops::encode(ctx, &mut enc, &plan.backward);
+    ops::encode(ctx, &mut enc, &wbar);
     ctx.queue.submit([enc.finish()]);
     let g = ops::read_f32(ctx, &grads, 0, params.len())?;
     ctx.check_errors()?;

@@ -253,7 +253,8 @@ type BufCopy<'a> = (&'a wgpu::Buffer, u64, &'a wgpu::Buffer, u64, u64);
 fn submit(ctx: &GpuContext, ds: &[&Dispatch], copies: Option<[BufCopy; 2]>) {
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     if !ds.is_empty() {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lyapunov"), timestamp_writes: None });
+        let stamps = ctx.timestamp_writes();
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lyapunov"), timestamp_writes: crate::gpu::timer::pass_writes(&stamps) });
         for d in ds {
             pass.set_pipeline(&d.kernel.pipeline);
             pass.set_bind_group(0, &d.bind, &[]);

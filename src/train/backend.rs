@@ -23,6 +23,11 @@ pub trait Backend {
     fn apply_gradients(&mut self, grads: &[f32], h: &Hyper) -> Result<f32>;
     /// loss and outputs `(T·B, O)` flattened
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)>;
+    /// forward and loss only, no outputs brought back (what `longmem bench`
+    /// times as a forward pass)
+    fn forward_loss(&mut self, batch: &Batch) -> Result<f32> {
+        Ok(self.evaluate(batch)?.0)
+    }
     fn params(&self) -> Result<Vec<f32>>;
     /// optimizer state: first and second moment (or momentum) buffers
     fn optim_state(&self) -> Result<(Vec<f32>, Vec<f32>)>;

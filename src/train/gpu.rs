@@ -242,13 +242,13 @@ impl GpuBackend {
         if backward {
             list.extend(&plan.backward);
         }
-        ops::encode(&mut enc, &list);
+        ops::encode(ctx, &mut enc, &list);
         // a carried start is not h0's doing: its gradient stays zero
         if let (true, true, Some(v)) = (backward, plan.carry_in, h0) {
             enc.clear_buffer(&self.grads, (v.offset * 4) as u64, Some((v.len() * 4) as u64));
         }
         if update {
-            ops::encode(&mut enc, &plan.update);
+            ops::encode(ctx, &mut enc, &plan.update);
         }
         enc.copy_buffer_to_buffer(&plan.states, plan.last_off, &plan.carry, 0, plan.slot_bytes);
         enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
@@ -298,7 +298,7 @@ impl Backend for GpuBackend {
         ops::write_f32(&self.ctx, &self.grads, 0, grads);
         self.ctx.queue.write_buffer(&self.update_ub, 0, bytemuck::bytes_of(&opt_uniform(n, h)));
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        ops::encode(&mut enc, &self.update);
+        ops::encode(&self.ctx, &mut enc, &self.update);
         enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
         self.ctx.queue.submit([enc.finish()]);
         let v = ops::map_read(&self.ctx, &self.staging, 2)?;
@@ -326,6 +326,11 @@ impl Backend for GpuBackend {
         let plan = &self.plans[&key];
         let y = ops::read_f32(&self.ctx, &plan.y, 0, plan.rows * plan.outs)?;
         Ok((loss, y))
+    }
+
+    fn forward_loss(&mut self, batch: &Batch) -> Result<f32> {
+        let key = self.upload(batch)?;
+        Ok(self.run(key, false, false)?[0])
     }
 
     fn params(&self) -> Result<Vec<f32>> {
