@@ -2,6 +2,7 @@
 //! wgpu compute shaders, with a CPU reference path that checks every result.
 
 pub mod cpu;
+pub mod cpu_fast;
 pub mod data;
 pub mod gpu;
 pub mod lyapunov;

@@ -38,6 +38,17 @@ impl CpuBackend {
     }
 }
 
+impl CpuBackend {
+    /// The fast f32 path where the family has one, else the reference.
+    fn loss_grads(&self, batch: &Batch, h0: ArrayView2<f32>, own: bool) -> (f32, Vec<f32>, Array2<f32>, Array2<f32>) {
+        if crate::cpu_fast::supports(&self.model) {
+            crate::cpu_fast::loss_grads_from(&self.model, &self.params, batch, h0, own)
+        } else {
+            loss_grads_from(&self.model, &self.params, batch, h0, own)
+        }
+    }
+}
+
 /// Token ids must index the model's input width.
 pub fn check_input(model: &Model, batch: &Batch) -> Result<()> {
     if let Some(ids) = &batch.tokens {
@@ -85,7 +96,7 @@ impl Backend for CpuBackend {
 
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {
         let (h0, own) = self.initial_state(batch)?;
-        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view(), own);
+        let (loss, grads, _, last) = self.loss_grads(batch, h0.view(), own);
         self.carried = Some(last);
         let grad_norm = apply(h, &mut self.params, &grads, &mut self.m, &mut self.v);
         Ok(StepOut { loss, grad_norm })
@@ -93,7 +104,7 @@ impl Backend for CpuBackend {
 
     fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
         let (h0, own) = self.initial_state(batch)?;
-        let (loss, grads, _, last) = loss_grads_from(&self.model, &self.params, batch, h0.view(), own);
+        let (loss, grads, _, last) = self.loss_grads(batch, h0.view(), own);
         self.carried = Some(last);
         Ok((loss, grads))
     }
@@ -105,8 +116,11 @@ impl Backend for CpuBackend {
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
         let (h0, _) = self.initial_state(batch)?;
-        let input = batch.input(&batch.x);
-        let states = self.model.forward(&self.params, input, h0.view());
+        let states = if crate::cpu_fast::supports(&self.model) {
+            crate::cpu_fast::forward(&self.model, &self.params, batch, h0.view()).states
+        } else {
+            self.model.forward(&self.params, batch.input(&batch.x), h0.view())
+        };
         self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());
         let y = readout::forward(&self.params, self.model.layout(), states.view(), self.model.readout_width());
         let loss = batch_loss(&y, batch);

@@ -1,0 +1,155 @@
+//! A faster f32 CPU path for the tanh (and linear) RNN and the LSTM, the
+//! baselines users train on machines without a GPU. It follows the
+//! reference (`models::*::cpu`) step for step but runs the recurrence with
+//! an unpacked register-blocked product (`kernel`), keeps the LSTM's gate
+//! activations from the forward pass instead of recomputing them, and
+//! splits the batch rows over threads, each owning its rows for the whole
+//! sequence (rows never interact inside the recurrence). The input
+//! projection, readout and weight gradients stay single large GEMMs.
+//!
+//! It is held to the reference like a kernel (tests/cpu_fast.rs);
+//! `LONGMEM_CPU_REFERENCE=1` makes the CPU backend use the reference instead.
+
+pub mod kernel;
+mod lstm;
+mod rnn;
+
+use crate::models::input::project_backward;
+use crate::models::{readout, Model};
+use crate::tasks::Batch;
+use crate::train::loss::batch_loss_and_grad;
+use ndarray::{s, Array2, Array3, ArrayView2};
+
+/// Whether `model` has a fast path.
+pub fn supports(model: &Model) -> bool {
+    matches!(model, Model::Rnn(_) | Model::Lstm(_)) && std::env::var("LONGMEM_CPU_REFERENCE").map(|v| v != "1").unwrap_or(true)
+}
+
+/// What the forward pass keeps for the backward pass.
+pub struct Forward {
+    /// states `(T + 1, B, S)`, as the reference returns them
+    pub states: Array3<f32>,
+    /// LSTM: gate activations `(T·B, 4H)` and tanh(c_t) `(T·B, H)`
+    gates: Option<(Array2<f32>, Array2<f32>)>,
+}
+
+/// Contiguous row ranges of the batch, one per thread (at least 8 rows each
+/// so a thread has full 4-row blocks to work on).
+pub(crate) fn row_chunks(batch: usize) -> Vec<(usize, usize)> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let parts = cores.min(batch / 8).max(1);
+    let per = batch.div_ceil(parts);
+    (0..parts).map(|i| (i * per, ((i + 1) * per).min(batch))).filter(|(a, b)| a < b).collect()
+}
+
+/// Run `f` on each row chunk, in threads when there is more than one.
+pub(crate) fn per_chunk<R: Send>(batch: usize, f: impl Fn(usize, usize) -> R + Sync) -> Vec<(usize, usize, R)> {
+    let chunks = row_chunks(batch);
+    if chunks.len() == 1 {
+        let (a, b) = chunks[0];
+        return vec![(a, b, f(a, b))];
+    }
+    let f = &f;
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = chunks.iter().map(|&(a, b)| (a, b, sc.spawn(move || f(a, b)))).collect();
+        hs.into_iter().map(|(a, b, h)| (a, b, h.join().expect("fast CPU worker panicked"))).collect()
+    })
+}
+
+/// The model's states from `h0` (the fast forward).
+pub fn forward(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>) -> Forward {
+    let input = batch.input(&batch.x);
+    match model {
+        Model::Rnn(m) => rnn::forward(m, p, &input, h0),
+        Model::Lstm(m) => lstm::forward(m, p, &input, h0),
+        _ => unreachable!("cpu_fast::supports was checked"),
+    }
+}
+
+/// As `train::cpu::loss_grads_from` for f32: loss, gradients, outputs and last state.
+pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>, own_start: bool) -> (f32, Vec<f32>, Array2<f32>, Array2<f32>) {
+    let input = batch.input(&batch.x);
+    let fwd = forward(model, p, batch, h0);
+    let layout = model.layout();
+    let y = readout::forward(p, layout, fwd.states.view(), model.readout_width());
+    let (loss, dy) = batch_loss_and_grad(&y, batch);
+    let mut grads = vec![0f32; p.len()];
+    let d_states = readout::backward(p, layout, fwd.states.view(), model.readout_width(), &dy, &mut grads);
+    let (d_pre, dh0) = match model {
+        Model::Rnn(m) => rnn::backward(m, p, &fwd, d_states.view(), &mut grads),
+        Model::Lstm(m) => lstm::backward(m, p, &fwd, d_states.view(), &mut grads),
+        _ => unreachable!("cpu_fast::supports was checked"),
+    };
+    project_backward(layout, &input, d_pre.view(), &mut grads);
+    if let (true, Some(v)) = (own_start, model.learned_h0()) {
+        for (g, d) in grads[v.range()].iter_mut().zip(dh0.sum_axis(ndarray::Axis(0)).iter()) {
+            *g += *d;
+        }
+    }
+    let last = fwd.states.slice(s![batch.seq_len(), .., ..]).to_owned();
+    (loss, grads, y, last)
+}
+
+/// grads[name] += dᵀ · prev over all T·B rows (the weight gradient as one GEMM).
+fn add_weight_grad(layout: &crate::params::ParamLayout, name: &str, d: &Array2<f32>, prev: ArrayView2<f32>, grads: &mut [f32]) {
+    let v = layout.get(name).expect("family's own parameter");
+    let mut g = ndarray::ArrayViewMut2::from_shape((v.shape[0], v.shape[1]), &mut grads[v.range()]).expect("layout shape");
+    ndarray::linalg::general_mat_mul(1.0, &d.t(), &prev, 1.0, &mut g);
+}
+
+/// The (rows×cols, row-major) matrix `m` transposed, row-major.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Copy each chunk's `(T, nb, w)` block into the global `(T, B, w)` layout
+/// starting at time slot `t0` of `dst`.
+fn scatter(dst: &mut [f32], t0: usize, t_len: usize, batch: usize, w: usize, b0: usize, b1: usize, src: &[f32]) {
+    let nb = b1 - b0;
+    for t in 0..t_len {
+        let d = ((t0 + t) * batch + b0) * w;
+        dst[d..d + nb * w].copy_from_slice(&src[t * nb * w..(t + 1) * nb * w]);
+    }
+}
+
+/// tanh through one `exp` (glibc's tanhf goes through expm1f, several
+/// times slower): a short Taylor series near 0, where 1 − e^{−2|x|} would
+/// cancel, and (1 − e)/(1 + e) elsewhere. Within a few f32 ulps of tanh.
+#[inline]
+pub fn tanh(x: f32) -> f32 {
+    let a = x.abs();
+    if a < 0.0625 {
+        let x2 = x * x;
+        return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+    }
+    let e = (-2.0 * a).exp();
+    ((1.0 - e) / (1.0 + e)).copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tanh_is_within_a_few_ulps() {
+        let mut worst = 0f64;
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            for v in [x, x * 1e-3, x * 1e-6] {
+                let want = (v as f64).tanh();
+                let got = super::tanh(v) as f64;
+                worst = worst.max((got - want).abs() / want.abs().max(1e-30));
+            }
+            x += 0.00123;
+        }
+        assert!(worst < 8.0 * f32::EPSILON as f64, "worst relative error {worst:e}");
+        assert_eq!(super::tanh(0.0), 0.0);
+        assert_eq!(super::tanh(f32::INFINITY), 1.0);
+        assert_eq!(super::tanh(-100.0), -1.0);
+        assert!(super::tanh(f32::NAN).is_nan());
+    }
+}

@@ -1,0 +1,58 @@
+//! The fast f32 CPU path (src/cpu_fast) held to the reference like a kernel:
+//! loss, every gradient, outputs and the last state on fresh random inputs,
+//! for the tanh and linear RNN and the LSTM, at sizes that exercise the
+//! kernel's edges and the split of batch rows over threads.
+
+use longmem::gpu::testing::fresh_seed;
+use longmem::models::{Dims, InitConfig, Model, ModelKind};
+use longmem::rng::Rng;
+use longmem::tasks::{Batch, Target};
+use longmem::train::cpu::loss_grads_from;
+use ndarray::{Array2, Array3};
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(1e-6);
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs())) / scale
+}
+
+fn check(kind: ModelKind, hidden: usize, batch: usize, t: usize, seed: u64) {
+    let (i, o) = (3, 2);
+    let model = Model::new(kind, Dims { input: i, hidden, output: o }).unwrap();
+    let mut rng = Rng::seed(seed);
+    let p = model.init(&InitConfig { gain: 1.2, ..Default::default() }, &mut rng);
+    let x = Array3::from_shape_fn((t, batch, i), |_| rng.normal() as f32);
+    let y: Vec<f32> = (0..t * batch * o).map(|_| rng.normal() as f32).collect();
+    let b = Batch { x, target: Target::Values(y), mask: vec![1.0; t * batch], metric_mask: vec![0.0; t * batch], loss_norm: None, tokens: None, carry_state: false };
+    let h0 = Array2::from_shape_fn((batch, model.state_width()), |_| 0.5 * rng.normal() as f32);
+    let (l_ref, g_ref, y_ref, last_ref) = loss_grads_from(&model, &p, &b, h0.view(), true);
+    let (l, g, yv, last) = longmem::cpu_fast::loss_grads_from(&model, &p, &b, h0.view(), true);
+    let what = format!("{kind:?} H={hidden} B={batch} T={t} seed {seed}");
+    assert!(((l - l_ref) / l_ref).abs() < 1e-5, "{what}: loss {l} vs {l_ref}");
+    for (name, got, want) in [
+        ("grads", &g[..], &g_ref[..]),
+        ("outputs", yv.as_slice().unwrap(), y_ref.as_slice().unwrap()),
+        ("last state", last.as_slice().unwrap(), last_ref.as_slice().unwrap()),
+    ] {
+        let e = rel_err(got, want);
+        assert!(e < 2e-5, "{what}: {name} relative error {e:.2e}");
+    }
+    // each parameter group on its own scale, so a small one cannot hide
+    for v in model.layout().views() {
+        let e = rel_err(&g[v.range()], &g_ref[v.range()]);
+        assert!(e < 1e-4, "{what}: d{} relative error {e:.2e}", v.name);
+    }
+    let fwd = longmem::cpu_fast::forward(&model, &p, &b, h0.view());
+    let states = model.forward(&p, b.input(&b.x), h0.view());
+    assert!(rel_err(fwd.states.as_slice().unwrap(), states.as_slice().unwrap()) < 2e-5, "{what}: states");
+}
+
+#[test]
+fn fast_cpu_path_matches_the_reference() {
+    let seed = fresh_seed("fast_cpu_path_matches_the_reference");
+    for kind in [ModelKind::Rnn, ModelKind::Linear, ModelKind::Lstm] {
+        // one row; tails of 4-row and 16-column blocks; two thread chunks (≥ 16 rows)
+        for &(h, b, t) in &[(1, 1, 1), (5, 3, 4), (16, 4, 6), (24, 17, 5), (32, 40, 3)] {
+            check(kind, h, b, t, seed);
+        }
+    }
+}
