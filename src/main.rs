@@ -630,6 +630,16 @@ fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
+    // glibc maps every allocation over its mmap threshold (at most 32 MiB)
+    // fresh from the kernel and unmaps it on free: a training step's
+    // activation buffers would then page-fault in anew on every step (a
+    // fifth of a CPU LSTM step at H = 256). Keep them in the heap for reuse.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: plain malloc tuning calls, before any other thread exists
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Train(a) => train(*a),

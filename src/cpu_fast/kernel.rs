@@ -118,8 +118,14 @@ fn avx2_region(out: &mut [f32], a: &[f32], b: &[f32], n: usize, k: usize, g: Reg
     );
 }
 
-/// Which kernel this CPU runs: 2 = AVX-512, 1 = AVX2 + FMA, 0 = portable.
+/// Which kernels this CPU runs: 2 = AVX-512, 1 = AVX2 + FMA, 0 = portable
+/// (`LONGMEM_NO_AVX512=1` stops at AVX2). Detected once.
 pub fn level() -> u8 {
+    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(detect)
+}
+
+fn detect() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::env::var("LONGMEM_NO_AVX512").is_err() {
@@ -153,8 +159,7 @@ fn matmul_with(level: u8, out: &mut [f32], a: &[f32], b: &[f32], rows: usize, n:
 
 /// `out += a · b` with `a` rows×k, `b` k×n and `out` rows×n, row-major.
 pub fn matmul_acc(out: &mut [f32], a: &[f32], b: &[f32], rows: usize, n: usize, k: usize) {
-    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-    matmul_with(*LEVEL.get_or_init(level), out, a, b, rows, n, k)
+    matmul_with(level(), out, a, b, rows, n, k)
 }
 
 #[cfg(test)]

@@ -2,13 +2,61 @@
 //! the reference it matches).
 
 use super::kernel::matmul_acc;
-use super::{add_weight_grad, per_chunk, scatter, transpose, Forward};
+use super::{add_weight_grad, per_chunk, sigmoid, transpose, Forward, SharedRows};
 use crate::models::input::{project, SeqInput};
 use crate::models::lstm::Lstm;
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
 
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
+/// One row's gates and cell update, in passes over contiguous slices so
+/// they vectorise: `row` holds the pre-activations (i, f, g, o) and gets
+/// the activations; `srow` gets [h; c], `tc` tanh(c); `hr`, `cr` are the
+/// running h and c.
+#[inline(always)]
+fn cell_body(row: &mut [f32], srow: &mut [f32], tc: &mut [f32], hr: &mut [f32], cr: &mut [f32]) {
+    let h = hr.len();
+    let (ifg, rest) = row.split_at_mut(2 * h);
+    let (gb, ob) = rest.split_at_mut(h);
+    for v in ifg.iter_mut() {
+        *v = sigmoid(*v);
+    }
+    for v in ob.iter_mut() {
+        *v = sigmoid(*v);
+    }
+    for v in gb.iter_mut() {
+        *v = super::tanh(*v);
+    }
+    let (ib, fb) = ifg.split_at(h);
+    let (sh, sc) = srow.split_at_mut(h);
+    for i in 0..h {
+        let c = fb[i] * cr[i] + ib[i] * gb[i];
+        cr[i] = c;
+        sc[i] = c;
+    }
+    for (t, &c) in tc.iter_mut().zip(cr.iter()) {
+        *t = super::tanh(c);
+    }
+    for i in 0..h {
+        let v = ob[i] * tc[i];
+        hr[i] = v;
+        sh[i] = v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_avx2(row: &mut [f32], srow: &mut [f32], tc: &mut [f32], hr: &mut [f32], cr: &mut [f32]) {
+    cell_body(row, srow, tc, hr, cr)
+}
+
+fn cell(row: &mut [f32], srow: &mut [f32], tc: &mut [f32], hr: &mut [f32], cr: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::kernel::level() >= 1 {
+            // SAFETY: level() checked avx2 and fma
+            return unsafe { cell_avx2(row, srow, tc, hr, cr) };
+        }
+    }
+    cell_body(row, srow, tc, hr, cr)
 }
 
 pub(super) fn forward(m: &Lstm, p: &[f32], x: &SeqInput<f32>, s0: ArrayView2<f32>) -> Forward {
@@ -17,56 +65,32 @@ pub(super) fn forward(m: &Lstm, p: &[f32], x: &SeqInput<f32>, s0: ArrayView2<f32
     let pre = project(p, &m.layout, x);
     let pre = pre.as_slice().expect("standard layout");
     let wt = transpose(&p[m.layout.get("w_rec").expect("w_rec").range()], g4, h);
-    let s0 = s0.as_standard_layout();
-    let s0 = s0.as_slice().expect("standard layout");
-    let parts = per_chunk(batch, |b0, b1| {
+    let mut states = Array3::<f32>::zeros((t_len + 1, batch, s2));
+    states.slice_mut(s![0, .., ..]).assign(&s0);
+    let mut gates = Array2::<f32>::zeros((t_len * batch, g4));
+    let mut tcs = Array2::<f32>::zeros((t_len * batch, h));
+    let (sp, gp, tp) = (SharedRows::new(states.as_slice_mut().unwrap()), SharedRows::new(gates.as_slice_mut().unwrap()), SharedRows::new(tcs.as_slice_mut().unwrap()));
+    per_chunk(batch, |b0, b1| {
         let nb = b1 - b0;
+        // SAFETY: this worker touches rows b0..b1 of every time slot only
         let (mut hb, mut cb) = (vec![0f32; nb * h], vec![0f32; nb * h]);
+        let s_init = unsafe { sp.slice(b0 * s2, nb * s2) };
         for r in 0..nb {
-            hb[r * h..(r + 1) * h].copy_from_slice(&s0[(b0 + r) * s2..(b0 + r) * s2 + h]);
-            cb[r * h..(r + 1) * h].copy_from_slice(&s0[(b0 + r) * s2 + h..(b0 + r + 1) * s2]);
+            hb[r * h..(r + 1) * h].copy_from_slice(&s_init[r * s2..r * s2 + h]);
+            cb[r * h..(r + 1) * h].copy_from_slice(&s_init[r * s2 + h..(r + 1) * s2]);
         }
-        let mut st = vec![0f32; t_len * nb * s2];
-        let mut gates = vec![0f32; t_len * nb * g4];
-        let mut tcs = vec![0f32; t_len * nb * h];
         for t in 0..t_len {
-            let a = &mut gates[t * nb * g4..(t + 1) * nb * g4];
+            let a = unsafe { gp.slice((t * batch + b0) * g4, nb * g4) };
+            let st = unsafe { sp.slice(((t + 1) * batch + b0) * s2, nb * s2) };
+            let tc = unsafe { tp.slice((t * batch + b0) * h, nb * h) };
             a.copy_from_slice(&pre[(t * batch + b0) * g4..(t * batch + b1) * g4]);
             matmul_acc(a, &hb, &wt, nb, g4, h);
             for r in 0..nb {
                 let row = &mut a[r * g4..(r + 1) * g4];
-                let srow = &mut st[(t * nb + r) * s2..(t * nb + r + 1) * s2];
-                let tc = &mut tcs[(t * nb + r) * h..(t * nb + r + 1) * h];
-                for i in 0..h {
-                    let (ig, fg, gg, og) = (sigmoid(row[i]), sigmoid(row[h + i]), super::tanh(row[2 * h + i]), sigmoid(row[3 * h + i]));
-                    row[i] = ig;
-                    row[h + i] = fg;
-                    row[2 * h + i] = gg;
-                    row[3 * h + i] = og;
-                    let c = fg * cb[r * h + i] + ig * gg;
-                    let th = super::tanh(c);
-                    cb[r * h + i] = c;
-                    hb[r * h + i] = og * th;
-                    tc[i] = th;
-                    srow[i] = og * th;
-                    srow[h + i] = c;
-                }
+                cell(row, &mut st[r * s2..(r + 1) * s2], &mut tc[r * h..(r + 1) * h], &mut hb[r * h..(r + 1) * h], &mut cb[r * h..(r + 1) * h]);
             }
         }
-        (st, gates, tcs)
     });
-    let mut states = Array3::<f32>::zeros((t_len + 1, batch, s2));
-    states.slice_mut(s![0, .., ..]).assign(&ArrayView2::from_shape((batch, s2), s0).expect("s0"));
-    let mut gates = Array2::<f32>::zeros((t_len * batch, g4));
-    let mut tcs = Array2::<f32>::zeros((t_len * batch, h));
-    {
-        let (sd, gd, td) = (states.as_slice_mut().unwrap(), gates.as_slice_mut().unwrap(), tcs.as_slice_mut().unwrap());
-        for (b0, b1, (st, g, tc)) in &parts {
-            scatter(sd, 1, t_len, batch, s2, *b0, *b1, st);
-            scatter(gd, 0, t_len, batch, g4, *b0, *b1, g);
-            scatter(td, 0, t_len, batch, h, *b0, *b1, tc);
-        }
-    }
     Forward { states, gates: Some((gates, tcs)) }
 }
 
@@ -80,45 +104,44 @@ pub(super) fn backward(m: &Lstm, p: &[f32], fwd: &Forward, d_states: ArrayView3<
     let ds = d_states.as_standard_layout();
     let ds = ds.as_slice().expect("standard layout");
     let w = &p[m.layout.get("w_rec").expect("w_rec").range()];
-    let parts = per_chunk(batch, |b0, b1| {
+    let mut da = Array2::<f32>::zeros((t_len * batch, g4));
+    let mut d0 = Array2::<f32>::zeros((batch, s2));
+    let (dap, d0p) = (SharedRows::new(da.as_slice_mut().unwrap()), SharedRows::new(d0.as_slice_mut().unwrap()));
+    per_chunk(batch, |b0, b1| {
         let nb = b1 - b0;
         let (mut dh_carry, mut dc_carry) = (vec![0f32; nb * h], vec![0f32; nb * h]);
-        let mut da = vec![0f32; t_len * nb * g4];
         for t in (0..t_len).rev() {
-            let da_t = &mut da[t * nb * g4..(t + 1) * nb * g4];
+            // SAFETY: rows b0..b1 of slot t belong to this worker
+            let da_t = unsafe { dap.slice((t * batch + b0) * g4, nb * g4) };
             for r in 0..nb {
-                let gr = (t * batch + b0 + r) * g4;
-                let g = &gs[gr..gr + g4];
-                let tc = &ts[(t * batch + b0 + r) * h..(t * batch + b0 + r + 1) * h];
-                let c_prev = &ss[(t * batch + b0 + r) * s2 + h..(t * batch + b0 + r + 1) * s2];
-                let d = &ds[(t * batch + b0 + r) * s2..(t * batch + b0 + r + 1) * s2];
+                let row = t * batch + b0 + r;
+                let g = &gs[row * g4..(row + 1) * g4];
+                let tc = &ts[row * h..(row + 1) * h];
+                let c_prev = &ss[row * s2 + h..(row + 1) * s2];
+                let d = &ds[row * s2..(row + 1) * s2];
                 let out = &mut da_t[r * g4..(r + 1) * g4];
+                let (dhc, dcc) = (&dh_carry[r * h..(r + 1) * h], &mut dc_carry[r * h..(r + 1) * h]);
                 for i in 0..h {
                     let (ig, fg, gg, og) = (g[i], g[h + i], g[2 * h + i], g[3 * h + i]);
                     let tcv = tc[i];
-                    let dh = d[i] + dh_carry[r * h + i];
-                    let dc = d[h + i] + dc_carry[r * h + i] + dh * og * (1.0 - tcv * tcv);
+                    let dh = d[i] + dhc[i];
+                    let dc = d[h + i] + dcc[i] + dh * og * (1.0 - tcv * tcv);
                     out[i] = dc * gg * ig * (1.0 - ig);
                     out[h + i] = dc * c_prev[i] * fg * (1.0 - fg);
                     out[2 * h + i] = dc * ig * (1.0 - gg * gg);
                     out[3 * h + i] = dh * tcv * og * (1.0 - og);
-                    dc_carry[r * h + i] = dc * fg;
+                    dcc[i] = dc * fg;
                 }
             }
             dh_carry.fill(0.0);
             matmul_acc(&mut dh_carry, da_t, w, nb, h, g4);
         }
-        (da, dh_carry, dc_carry)
-    });
-    let mut da = Array2::<f32>::zeros((t_len * batch, g4));
-    let mut d0 = Array2::<f32>::zeros((batch, s2));
-    for (b0, b1, (d, dh, dc)) in &parts {
-        scatter(da.as_slice_mut().unwrap(), 0, t_len, batch, g4, *b0, *b1, d);
-        for r in 0..b1 - b0 {
-            d0.slice_mut(s![b0 + r, ..h]).assign(&ndarray::ArrayView1::from(&dh[r * h..(r + 1) * h]));
-            d0.slice_mut(s![b0 + r, h..]).assign(&ndarray::ArrayView1::from(&dc[r * h..(r + 1) * h]));
+        let d0c = unsafe { d0p.slice(b0 * s2, nb * s2) };
+        for r in 0..nb {
+            d0c[r * s2..r * s2 + h].copy_from_slice(&dh_carry[r * h..(r + 1) * h]);
+            d0c[r * s2 + h..(r + 1) * s2].copy_from_slice(&dc_carry[r * h..(r + 1) * h]);
         }
-    }
+    });
     let prev = states.slice(s![..t_len, .., ..h]);
     let prev = prev.to_shape((t_len * batch, h)).expect("states");
     add_weight_grad(&m.layout, "w_rec", &da, prev.view(), grads);

@@ -44,6 +44,9 @@ pub(crate) fn row_chunks(batch: usize) -> Vec<(usize, usize)> {
 
 /// Run `f` on each row chunk, in threads when there is more than one.
 pub(crate) fn per_chunk<R: Send>(batch: usize, f: impl Fn(usize, usize) -> R + Sync) -> Vec<(usize, usize, R)> {
+    if batch == 0 {
+        return Vec::new();
+    }
     let chunks = row_chunks(batch);
     if chunks.len() == 1 {
         let (a, b) = chunks[0];
@@ -108,32 +111,90 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// Copy each chunk's `(T, nb, w)` block into the global `(T, B, w)` layout
-/// starting at time slot `t0` of `dst`.
-fn scatter(dst: &mut [f32], t0: usize, t_len: usize, batch: usize, w: usize, b0: usize, b1: usize, src: &[f32]) {
-    let nb = b1 - b0;
-    for t in 0..t_len {
-        let d = ((t0 + t) * batch + b0) * w;
-        dst[d..d + nb * w].copy_from_slice(&src[t * nb * w..(t + 1) * nb * w]);
+/// A buffer the row-chunk workers write into together, each only the rows
+/// it owns (rows never interact inside a recurrence).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedRows {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: workers take disjoint ranges (see `slice`)
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    pub(crate) fn new(buf: &mut [f32]) -> Self {
+        SharedRows { ptr: buf.as_mut_ptr(), len: buf.len() }
     }
+    /// SAFETY: the buffer outlives the workers, and no two slices alive at
+    /// once overlap: each worker asks only for rows of its own chunk.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, off: usize, len: usize) -> &mut [f32] {
+        assert!(off + len <= self.len, "row range outside the shared buffer");
+        std::slice::from_raw_parts_mut(self.ptr.add(off), len)
+    }
+}
+
+/// e^x in straight-line f32 arithmetic the compiler can vectorise (libm's
+/// expf is a call per element): x = n ln 2 + r with |r| ≤ ln2/2, a degree-6
+/// Taylor polynomial in r, and 2^n put into the exponent bits. Within 2 ulps
+/// of exp for x in [−87, 88]; outside that the input is clamped (e^x then is
+/// at most 1e−38 off zero, or 1.6e38), and NaN stays NaN.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
 }
 
 /// tanh through one `exp` (glibc's tanhf goes through expm1f, several
 /// times slower): a short Taylor series near 0, where 1 − e^{−2|x|} would
-/// cancel, and (1 − e)/(1 + e) elsewhere. Within a few f32 ulps of tanh.
-#[inline]
+/// cancel, and (1 − e)/(1 + e) elsewhere; both are computed and one
+/// picked, so loops over slices vectorise. Within a few ulps of tanh.
+#[inline(always)]
 pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
+    let x2 = x * x;
+    let small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+    let e = exp(-2.0 * a);
+    let large = ((1.0 - e) / (1.0 + e)).copysign(x);
     if a < 0.0625 {
-        let x2 = x * x;
-        return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+        small
+    } else {
+        large
     }
-    let e = (-2.0 * a).exp();
-    ((1.0 - e) / (1.0 + e)).copysign(x)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exp_and_sigmoid_are_within_a_few_ulps() {
+        let (mut worst, mut x) = (0f64, -87.0f32);
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            worst = worst.max(((super::exp(x) as f64) - want).abs() / want);
+            let s = 1.0 / (1.0 + (-(x as f64)).exp());
+            worst = worst.max(((super::sigmoid(x) as f64) - s).abs() / s);
+            x += 0.000_731;
+        }
+        assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst:e}");
+        assert!(super::exp(f32::NAN).is_nan() && super::sigmoid(f32::NAN).is_nan());
+        assert_eq!(super::sigmoid(1000.0), 1.0);
+        assert!(super::sigmoid(-1000.0) < 1e-37);
+    }
+
     #[test]
     fn tanh_is_within_a_few_ulps() {
         let mut worst = 0f64;
