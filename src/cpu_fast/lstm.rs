@@ -59,6 +59,47 @@ fn cell(row: &mut [f32], srow: &mut [f32], tc: &mut [f32], hr: &mut [f32], cr: &
     cell_body(row, srow, tc, hr, cr)
 }
 
+/// One row's backward through the cell: from the gates `g` (i, f, g, o),
+/// tanh(c_t) `tc`, c_{t−1}, dL/d[h_t; c_t] from above `d` and the carried
+/// dh and dc, writes dL/d(pre-activations) into `out` and dc·f into `dcc`.
+#[inline(always)]
+fn cell_back_body(g: &[f32], tc: &[f32], c_prev: &[f32], d: &[f32], dhc: &[f32], dcc: &mut [f32], out: &mut [f32]) {
+    let h = tc.len();
+    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+    let (dh_in, dc_in) = (&d[..h], &d[h..2 * h]);
+    let (c_prev, dhc, dcc) = (&c_prev[..h], &dhc[..h], &mut dcc[..h]);
+    let (oi, rest) = out.split_at_mut(h);
+    let (of, rest) = rest.split_at_mut(h);
+    let (og_, oo) = rest.split_at_mut(h);
+    for i in 0..h {
+        let (ig, fg, gv, ov, tcv) = (gi[i], gf[i], gg[i], go[i], tc[i]);
+        let dh = dh_in[i] + dhc[i];
+        let dc = dc_in[i] + dcc[i] + dh * ov * (1.0 - tcv * tcv);
+        oi[i] = dc * gv * ig * (1.0 - ig);
+        of[i] = dc * c_prev[i] * fg * (1.0 - fg);
+        og_[i] = dc * ig * (1.0 - gv * gv);
+        oo[i] = dh * tcv * ov * (1.0 - ov);
+        dcc[i] = dc * fg;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_back_avx2(g: &[f32], tc: &[f32], c_prev: &[f32], d: &[f32], dhc: &[f32], dcc: &mut [f32], out: &mut [f32]) {
+    cell_back_body(g, tc, c_prev, d, dhc, dcc, out)
+}
+
+fn cell_back(g: &[f32], tc: &[f32], c_prev: &[f32], d: &[f32], dhc: &[f32], dcc: &mut [f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::kernel::level() >= 1 {
+            // SAFETY: level() checked avx2 and fma
+            return unsafe { cell_back_avx2(g, tc, c_prev, d, dhc, dcc, out) };
+        }
+    }
+    cell_back_body(g, tc, c_prev, d, dhc, dcc, out)
+}
+
 pub(super) fn forward(m: &Lstm, p: &[f32], x: &SeqInput<f32>, s0: ArrayView2<f32>) -> Forward {
     let (t_len, batch, h) = (x.t_len(), x.batch(), m.dims.hidden);
     let (g4, s2) = (4 * h, 2 * h);
@@ -120,18 +161,7 @@ pub(super) fn backward(m: &Lstm, p: &[f32], fwd: &Forward, d_states: ArrayView3<
                 let c_prev = &ss[row * s2 + h..(row + 1) * s2];
                 let d = &ds[row * s2..(row + 1) * s2];
                 let out = &mut da_t[r * g4..(r + 1) * g4];
-                let (dhc, dcc) = (&dh_carry[r * h..(r + 1) * h], &mut dc_carry[r * h..(r + 1) * h]);
-                for i in 0..h {
-                    let (ig, fg, gg, og) = (g[i], g[h + i], g[2 * h + i], g[3 * h + i]);
-                    let tcv = tc[i];
-                    let dh = d[i] + dhc[i];
-                    let dc = d[h + i] + dcc[i] + dh * og * (1.0 - tcv * tcv);
-                    out[i] = dc * gg * ig * (1.0 - ig);
-                    out[h + i] = dc * c_prev[i] * fg * (1.0 - fg);
-                    out[2 * h + i] = dc * ig * (1.0 - gg * gg);
-                    out[3 * h + i] = dh * tcv * og * (1.0 - og);
-                    dcc[i] = dc * fg;
-                }
+                cell_back(g, tc, c_prev, d, &dh_carry[r * h..(r + 1) * h], &mut dc_carry[r * h..(r + 1) * h], out);
             }
             dh_carry.fill(0.0);
             matmul_acc(&mut dh_carry, da_t, w, nb, h, g4);
