@@ -1,4 +1,4 @@
-//! A faster f32 CPU path for the tanh (and linear) RNN and the LSTM, the
+//! A faster f32 CPU path for the tanh (and linear) RNN, the LSTM and the GRU, the
 //! baselines users train on machines without a GPU. It follows the
 //! reference (`models::*::cpu`) step for step but runs the recurrence with
 //! an unpacked register-blocked product (`kernel`), keeps the LSTM's gate
@@ -11,6 +11,7 @@
 //! `LONGMEM_CPU_REFERENCE=1` makes the CPU backend use the reference instead.
 
 pub mod kernel;
+mod gru;
 mod lstm;
 mod rnn;
 
@@ -22,14 +23,15 @@ use ndarray::{s, Array2, Array3, ArrayView2};
 
 /// Whether `model` has a fast path.
 pub fn supports(model: &Model) -> bool {
-    matches!(model, Model::Rnn(_) | Model::Lstm(_)) && std::env::var("LONGMEM_CPU_REFERENCE").map(|v| v != "1").unwrap_or(true)
+    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_)) && std::env::var("LONGMEM_CPU_REFERENCE").map(|v| v != "1").unwrap_or(true)
 }
 
 /// What the forward pass keeps for the backward pass.
 pub struct Forward {
     /// states `(T + 1, B, S)`, as the reference returns them
     pub states: Array3<f32>,
-    /// LSTM: gate activations `(T·B, 4H)` and tanh(c_t) `(T·B, H)`
+    /// LSTM: gate activations `(T·B, 4H)` and tanh(c_t) `(T·B, H)`;
+    /// GRU: [r; z; n; u_n + b_hn] `(T·B, 4H)` (and an empty second array)
     gates: Option<(Array2<f32>, Array2<f32>)>,
 }
 
@@ -65,6 +67,7 @@ pub fn forward(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>) -> 
     match model {
         Model::Rnn(m) => rnn::forward(m, p, &input, h0),
         Model::Lstm(m) => lstm::forward(m, p, &input, h0),
+        Model::Gru(m) => gru::forward(m, p, &input, h0),
         _ => unreachable!("cpu_fast::supports was checked"),
     }
 }
@@ -81,6 +84,7 @@ pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f
     let (d_pre, dh0) = match model {
         Model::Rnn(m) => rnn::backward(m, p, &fwd, d_states.view(), &mut grads),
         Model::Lstm(m) => lstm::backward(m, p, &fwd, d_states.view(), &mut grads),
+        Model::Gru(m) => gru::backward(m, p, &fwd, d_states.view(), &mut grads),
         _ => unreachable!("cpu_fast::supports was checked"),
     };
     project_backward(layout, &input, d_pre.view(), &mut grads);
