@@ -48,11 +48,8 @@ pub struct BenchArgs {
     /// do not measure the copy and GEMM ceilings
     #[arg(long)]
     no_ceilings: bool,
-    /// auto | gpu | cpu
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, env = "LONGMEM_ADAPTER")]
-    adapter: Option<String>,
+    #[command(flatten)]
+    dev: crate::DeviceArgs,
     /// where bench.json, bench.md and bench.svg go (default runs/bench-<time>)
     #[arg(long)]
     out: Option<PathBuf>,
@@ -113,7 +110,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         bail!("--max-case-seconds must be positive");
     }
     let sel = selection(&a)?;
-    let engine = longmem::device::resolve(&a.device, a.adapter.as_deref())?;
+    let engine = a.dev.resolve()?;
     let out = a.out.clone().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         PathBuf::from(format!("runs/bench-{secs}"))

@@ -45,6 +45,22 @@ enum Cmd {
     },
 }
 
+/// `--device` and `--adapter` for the commands that take them as plain flags.
+#[derive(Args)]
+pub struct DeviceArgs {
+    /// auto | gpu | cpu
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, env = "LONGMEM_ADAPTER")]
+    adapter: Option<String>,
+}
+
+impl DeviceArgs {
+    pub fn resolve(&self) -> Result<longmem::device::Engine> {
+        resolve(&self.device, self.adapter.as_deref())
+    }
+}
+
 #[derive(Args)]
 struct PlotArgs {
     /// run directories (each with its metrics.jsonl)
@@ -310,11 +326,8 @@ struct LyapArgs {
     noise_std: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// auto | gpu | cpu
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, env = "LONGMEM_ADAPTER")]
-    adapter: Option<String>,
+    #[command(flatten)]
+    dev: DeviceArgs,
     /// where lyapunov.json and lyapunov.svg go (default: the run directory, else runs/lyapunov-<time>)
     #[arg(long)]
     out: Option<PathBuf>,
@@ -349,7 +362,7 @@ fn lyapunov(a: LyapArgs) -> Result<()> {
         seed: a.seed,
     };
     lcfg.validate(n)?;
-    let mut engine = resolve(&a.device, a.adapter.as_deref())?;
+    let mut engine = a.dev.resolve()?;
     if !matches!(model, longmem::models::Model::Rnn(_)) && matches!(engine, longmem::device::Engine::Gpu(_)) {
         eprintln!("the GPU spectrum covers the Elman family (rnn, linear); computing the {} spectrum on the CPU", model.kind().name());
         engine = longmem::device::Engine::Cpu;
