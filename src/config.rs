@@ -2,6 +2,7 @@
 //! written back fully resolved as `config.toml` in the run directory.
 
 use crate::models::scrn::{AlphaMode, ScrnForm};
+use crate::models::warp::{RootAct, Theta0};
 use crate::models::{InitConfig, InitKind, ModelKind, ModelOptions, ScanMode, ScanOptions};
 use crate::tasks::{FilterKind, FilterSpec, Objective, Task, TaskKind};
 use crate::train::optim::{OptimConfig, OptimKind, Schedule};
@@ -93,6 +94,15 @@ pub struct TrainConfig {
     pub alpha_mode: AlphaMode,
     /// SCRN: paper (the fast layer reads s_t) | code (s_{t-1}, as the reference code)
     pub scrn_form: ScrnForm,
+    /// WARP: hidden layers of the root network (its width is `hidden`)
+    pub root_depth: usize,
+    /// WARP: relu | tanh, the root network's activation
+    pub root_act: RootAct,
+    /// WARP: learned | hyper (θ_0 from x_0 by a small MLP)
+    pub theta0: Theta0,
+    // --- forecasting (task ett)
+    /// steps of history the forecast starts from (the horizon is `horizon`)
+    pub lookback: usize,
     // --- language modelling (tasks ptb, text) and pixel MNIST (mnist, pmnist)
     /// the PTB folder, the text file, or the MNIST folder
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +173,10 @@ impl Default for TrainConfig {
             alpha: 0.95,
             alpha_mode: AlphaMode::Fixed,
             scrn_form: ScrnForm::Paper,
+            root_depth: 1,
+            root_act: RootAct::Relu,
+            theta0: Theta0::Learned,
+            lookback: 96,
             data: None,
             level: "word".into(),
             bptt: 35,
@@ -353,6 +367,9 @@ impl TrainConfig {
             alpha: self.alpha,
             alpha_mode: self.alpha_mode,
             scrn_form: self.scrn_form,
+            root_depth: self.root_depth,
+            root_act: self.root_act,
+            theta0: self.theta0,
         }
     }
 

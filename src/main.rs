@@ -209,6 +209,18 @@ struct TrainArgs {
     /// scrn: paper (fast layer reads s_t) | code (s_(t-1), as the reference code)
     #[arg(long)]
     scrn_form: Option<String>,
+    /// warp: hidden layers of the root network (its width is --hidden)
+    #[arg(long)]
+    root_depth: Option<usize>,
+    /// warp: relu | tanh, the root network's activation
+    #[arg(long)]
+    root_act: Option<String>,
+    /// warp: learned | hyper (θ_0 from the first input by a small MLP)
+    #[arg(long)]
+    theta0: Option<String>,
+    /// ett: steps of history each forecast starts from (96)
+    #[arg(long, value_name = "L")]
+    lookback: Option<usize>,
     /// the PTB folder (--task ptb), a text file (--task text), or the MNIST folder (--task mnist, pmnist)
     #[arg(long, value_name = "PATH")]
     data: Option<String>,
@@ -483,6 +495,14 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     if let Some(v) = &a.scrn_form {
         c.scrn_form = longmem::models::scrn::ScrnForm::parse(v)?;
+    }
+    set!(root_depth);
+    set!(lookback);
+    if let Some(v) = &a.root_act {
+        c.root_act = longmem::models::warp::RootAct::parse(v)?;
+    }
+    if let Some(v) = &a.theta0 {
+        c.theta0 = longmem::models::warp::Theta0::parse(v)?;
     }
     set!(level);
     set!(bptt);

@@ -66,5 +66,8 @@ pub const URNN_BACKWARD: ShaderSrc = ShaderSrc {
     defaults: URNN_DEFAULTS,
 };
 
+pub const WARP: ShaderSrc = ShaderSrc { name: "warp", src: include_str!("../../shaders/warp.wgsl"), defaults: &[] };
+pub const WARP_ROOT: ShaderSrc = ShaderSrc { name: "warp_root", src: include_str!("../../shaders/warp_root.wgsl"), defaults: &[] };
+
 /// Every shader, for validation: a new kernel file must be listed here.
-pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS, URNN, URNN_BACKWARD];
+pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS, URNN, URNN_BACKWARD, WARP, WARP_ROOT];

@@ -14,6 +14,7 @@ pub mod readout;
 pub mod rnn;
 pub mod scrn;
 pub mod urnn;
+pub mod warp;
 
 pub use input::SeqInput;
 
@@ -36,6 +37,8 @@ pub enum ModelKind {
     Scrn,
     /// unitary evolution RNN (complex state, FFTs)
     Urnn,
+    /// weight-space linear RNN: the state is a root MLP's weights
+    Warp,
 }
 
 impl ModelKind {
@@ -47,7 +50,8 @@ impl ModelKind {
             "gru" => ModelKind::Gru,
             "scrn" => ModelKind::Scrn,
             "urnn" => ModelKind::Urnn,
-            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru, scrn, urnn"),
+            "warp" => ModelKind::Warp,
+            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru, scrn, urnn, warp"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -58,6 +62,7 @@ impl ModelKind {
             ModelKind::Gru => "gru",
             ModelKind::Scrn => "scrn",
             ModelKind::Urnn => "urnn",
+            ModelKind::Warp => "warp",
         }
     }
 }
@@ -117,6 +122,10 @@ pub struct ModelOptions {
     pub alpha: f64,
     pub alpha_mode: scrn::AlphaMode,
     pub scrn_form: scrn::ScrnForm,
+    /// WARP: hidden layers of the root network, their activation, where θ_0 comes from
+    pub root_depth: usize,
+    pub root_act: warp::RootAct,
+    pub theta0: warp::Theta0,
 }
 
 impl Default for ModelOptions {
@@ -128,6 +137,9 @@ impl Default for ModelOptions {
             alpha: 0.95,
             alpha_mode: scrn::AlphaMode::Fixed,
             scrn_form: scrn::ScrnForm::Paper,
+            root_depth: 1,
+            root_act: warp::RootAct::Relu,
+            theta0: warp::Theta0::Learned,
         }
     }
 }
@@ -151,6 +163,7 @@ pub enum Model {
     Gru(gru::Gru),
     Scrn(scrn::Scrn),
     Urnn(urnn::Urnn),
+    Warp(warp::Warp),
 }
 
 macro_rules! each {
@@ -161,6 +174,7 @@ macro_rules! each {
             Model::Gru($m) => $e,
             Model::Scrn($m) => $e,
             Model::Urnn($m) => $e,
+            Model::Warp($m) => $e,
         }
     };
 }
@@ -197,6 +211,7 @@ impl Model {
                 Model::Scrn(scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias))
             }
             ModelKind::Urnn => Model::Urnn(urnn::Urnn::new(dims, o.bias)?),
+            ModelKind::Warp => Model::Warp(warp::Warp::new(dims, o.root_depth, o.root_act, o.theta0)?),
         })
     }
 
@@ -210,6 +225,7 @@ impl Model {
             Model::Gru(_) => ModelKind::Gru,
             Model::Scrn(_) => ModelKind::Scrn,
             Model::Urnn(_) => ModelKind::Urnn,
+            Model::Warp(_) => ModelKind::Warp,
         }
     }
 
@@ -233,6 +249,7 @@ impl Model {
             Model::Gru(m) => m.dims.hidden,
             Model::Scrn(m) => m.state_width(),
             Model::Urnn(m) => m.state_width(),
+            Model::Warp(m) => m.state_width(),
         }
     }
 
@@ -242,6 +259,7 @@ impl Model {
         match self {
             Model::Scrn(m) => m.state_width(),
             Model::Urnn(m) => m.state_width(),
+            Model::Warp(m) => m.state_width(),
             _ => each!(self, m => m.dims.hidden),
         }
     }
@@ -304,6 +322,24 @@ impl Model {
         each!(self, m => m.backward(p, &x, states, d_states, grads))
     }
 
+    /// Outputs `(T·B, O)` from states `(T + 1, B, S)`: the shared linear
+    /// readout, or WARP's root network run with each state's weights.
+    pub fn readout_forward<F: Real>(&self, p: &[F], states: ArrayView3<F>) -> Array2<F> {
+        match self {
+            Model::Warp(m) => m.decode(states),
+            _ => readout::forward(p, self.layout(), states, self.readout_width()),
+        }
+    }
+
+    /// From dL/dy `(T·B, O)`: adds the readout's parameter gradients (none
+    /// for WARP) and returns dL/d(states 1..=T) `(T, B, S)`.
+    pub fn readout_backward<F: Real>(&self, p: &[F], states: ArrayView3<F>, dy: &Array2<F>, grads: &mut [F]) -> Array3<F> {
+        match self {
+            Model::Warp(m) => m.decode_backward(states, dy.view()),
+            _ => readout::backward(p, self.layout(), states, self.readout_width(), dy, grads),
+        }
+    }
+
     /// Tangent map of one step for one trajectory: J_t · Q with
     /// J_t = ∂s_t/∂s_{t-1}, Q of shape (S, k).
     pub fn tangent<F: Real>(&self, p: &[F], at: &StepAt<F>, q: ArrayView2<F>) -> Array2<F> {
@@ -313,6 +349,7 @@ impl Model {
             Model::Gru(m) => m.tangent(p, at, q),
             Model::Scrn(m) => m.tangent(p, at, q),
             Model::Urnn(m) => m.tangent(p, at, q),
+            Model::Warp(m) => m.tangent(p, q),
         }
     }
 
@@ -404,5 +441,24 @@ impl Model {
         opts: &ScanOptions,
     ) -> Result<FamilyPlan> {
         each!(self, m => m.gpu_plan(ctx, t_len, batch, io, opts))
+    }
+
+    /// A family's own decoding in place of the shared readout GEMMs (WARP's
+    /// root network); None: the shared readout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gpu_readout(
+        &self,
+        ctx: &crate::gpu::GpuContext,
+        t_len: usize,
+        batch: usize,
+        states: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        d_states: &wgpu::Buffer,
+    ) -> Result<Option<warp::gpu::ReadoutPlan>> {
+        match self {
+            Model::Warp(m) => Ok(Some(m.gpu_readout(ctx, t_len, batch, states, y, dy, d_states)?)),
+            _ => Ok(None),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use super::backend::{Backend, StepOut};
 use super::loss::{batch_loss, batch_loss_and_grad};
 use super::optim::{apply, Hyper};
-use crate::models::{input::check_tokens, readout, Model};
+use crate::models::{input::check_tokens, Model};
 use crate::real::Real;
 use crate::tasks::Batch;
 use anyhow::{ensure, Result};
@@ -74,11 +74,10 @@ pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: Array
     let x = batch.x.mapv(F::from_f32);
     let input = batch.input(&x);
     let states = model.forward(p, input, h0);
-    let layout = model.layout();
-    let y = readout::forward(p, layout, states.view(), model.readout_width());
+    let y = model.readout_forward(p, states.view());
     let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![F::zero(); p.len()];
-    let d_states = readout::backward(p, layout, states.view(), model.readout_width(), &dy, &mut grads);
+    let d_states = model.readout_backward(p, states.view(), &dy, &mut grads);
     let dh0 = model.backward(p, input, states.view(), d_states.view(), &mut grads);
     if let (true, Some(v)) = (own_start, model.learned_h0()) {
         for (g, d) in grads[v.range()].iter_mut().zip(dh0.sum_axis(ndarray::Axis(0)).iter()) {
@@ -122,7 +121,7 @@ impl Backend for CpuBackend {
             self.model.forward(&self.params, batch.input(&batch.x), h0.view())
         };
         self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());
-        let y = readout::forward(&self.params, self.model.layout(), states.view(), self.model.readout_width());
+        let y = self.model.readout_forward(&self.params, states.view());
         let loss = batch_loss(&y, batch);
         Ok((loss, y.into_raw_vec_and_offset().0))
     }

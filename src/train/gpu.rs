@@ -42,6 +42,7 @@ struct ShapePlan {
     opt_ub: wgpu::Buffer,
     family: FamilyPlan,
     _keep: Vec<wgpu::Buffer>,
+    _readout: Option<crate::models::warp::gpu::ReadoutPlan>,
 }
 
 pub struct GpuBackend {
@@ -129,37 +130,45 @@ impl GpuBackend {
         let io = SeqIo { params: &self.params, grads: &self.grads, x: &x, tokens: tokens.then_some(&csr), states: &states, d_states: &d_states };
         let family = model.gpu_plan(ctx, t_len, batch, &io, &self.scan)?;
 
+        let own_readout = model.gpu_readout(ctx, t_len, batch, &states, &y, &dy, &d_states)?;
         // the readout features of states 1..=T: rows of width r, s apart
         let feats = Mat { buf: &states, off: batch * s, rs: s, cs: 1 };
         let mut forward: Vec<Dispatch> = family.forward.iter().map(clone_dispatch).collect();
-        forward.extend(ops::gemm(
-            ctx,
-            (rows, o, r),
-            feats,
-            Mat::transposed(&self.params, l.offset("w_out"), r),
-            l.get("b_out").ok().map(|v| v.offset),
-            Mat::rows(&y, 0, o),
-            false,
-        )?);
+        match &own_readout {
+            Some(plan) => forward.extend(plan.forward.iter().map(clone_dispatch)),
+            None => forward.extend(ops::gemm(
+                ctx,
+                (rows, o, r),
+                feats,
+                Mat::transposed(&self.params, l.offset("w_out"), r),
+                l.get("b_out").ok().map(|v| v.offset),
+                Mat::rows(&y, 0, o),
+                false,
+            )?),
+        }
 
         let lb = LossBuffers { y: &y, cls: &cls, tgt: &tgt, mask: &mask, dy: &dy, row_loss: &row_loss };
         let (loss_d, loss_ub) = ops::loss(ctx, rows, o, cross_entropy, &lb)?;
         let loss = vec![loss_d, ops::sum(ctx, &row_loss, 0, rows, false, &self.stats, 0)?];
 
         let mut backward = Vec::new();
-        backward.extend(ops::gemm(ctx, (o, r, rows), Mat::transposed(&dy, 0, o), feats, None, Mat::rows(&self.grads, l.offset("w_out"), r), false)?);
-        if let Ok(b) = l.get("b_out") {
-            backward.push(ops::colsum(ctx, &dy, 0, rows, o, &self.grads, b.offset)?);
+        if let Some(plan) = &own_readout {
+            backward.extend(plan.backward.iter().map(clone_dispatch));
+        } else {
+            backward.extend(ops::gemm(ctx, (o, r, rows), Mat::transposed(&dy, 0, o), feats, None, Mat::rows(&self.grads, l.offset("w_out"), r), false)?);
+            if let Ok(b) = l.get("b_out") {
+                backward.push(ops::colsum(ctx, &dy, 0, rows, o, &self.grads, b.offset)?);
+            }
+            backward.extend(ops::gemm(
+                ctx,
+                (rows, r, o),
+                Mat::rows(&dy, 0, o),
+                Mat::rows(&self.params, l.offset("w_out"), r),
+                None,
+                Mat::rows(&d_states, 0, s),
+                false,
+            )?);
         }
-        backward.extend(ops::gemm(
-            ctx,
-            (rows, r, o),
-            Mat::rows(&dy, 0, o),
-            Mat::rows(&self.params, l.offset("w_out"), r),
-            None,
-            Mat::rows(&d_states, 0, s),
-            false,
-        )?);
         backward.extend(family.backward.iter().map(clone_dispatch));
 
         let n = l.len();
@@ -191,6 +200,7 @@ impl GpuBackend {
             opt_ub,
             family,
             _keep: vec![d_states, dy, row_loss],
+            _readout: own_readout,
         })
     }
 

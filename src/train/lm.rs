@@ -387,7 +387,7 @@ pub fn sample(dir: &Path, cfg: &TrainConfig, prime: &str, len: usize, temperatur
         let tok = out[t];
         let x = crate::models::SeqInput::Tokens { ids: &[tok], t_len: 1, batch: 1 };
         let states = model.forward(&p, x, h.view());
-        let y = crate::models::readout::forward(&p, model.layout(), states.view(), model.readout_width());
+        let y = model.readout_forward(&p, states.view());
         h = states.index_axis(ndarray::Axis(0), 1).to_owned();
         if t + 1 >= primed {
             out.push(crate::data::text::sample_index(y.as_slice().expect("contiguous"), temperature, &mut rng) as u32);

@@ -1,0 +1,141 @@
+// WARP's decoding: every row (t, b) runs the root MLP whose weights are its
+// own state θ_{t+1}, on τ_t = t/(T−1). One invocation per row; the hidden
+// activations (and, backwards, two vectors dz/da) live in a scratch row.
+// Layout of θ as in src/models/warp/mod.rs: per layer W (out×in) then b;
+// layer 0 reads τ (width 1), `depth` hidden layers of `width`, output `out_w`.
+
+struct Root {
+    batch: u32, t_len: u32, width: u32, depth: u32,
+    out_w: u32, dd: u32, scratch_w: u32, act: u32,
+}
+
+@group(0) @binding(0) var<uniform> u: Root;
+@group(0) @binding(1) var<storage, read> states: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
+
+fn act(v: f32) -> f32 {
+    if (u.act == 0u) {
+        return max(v, 0.0);
+    }
+    return tanh(clamp(v, -15.0, 15.0));
+}
+
+fn act_grad(y: f32) -> f32 {
+    if (u.act == 0u) {
+        return select(0.0, 1.0, y > 0.0);
+    }
+    return 1.0 - y * y;
+}
+
+fn inp_of(l: u32) -> u32 {
+    return select(u.width, 1u, l == 0u);
+}
+fn out_of(l: u32) -> u32 {
+    return select(u.width, u.out_w, l == u.depth);
+}
+fn w_off(l: u32) -> u32 {
+    if (l == 0u) {
+        return 0u;
+    }
+    return 2u * u.width + (l - 1u) * (u.width * u.width + u.width);
+}
+
+fn tau(t: u32) -> f32 {
+    if (u.t_len > 1u) {
+        return f32(t) / f32(u.t_len - 1u);
+    }
+    return 0.0;
+}
+
+// The hidden activations of row r into its scratch row; the outputs into
+// `out` when `write_y`.
+fn root_forward(r: u32, write_y: bool) {
+    let th = (r + u.batch) * u.dd;
+    let sb = r * u.scratch_w;
+    let tv = tau(r / u.batch);
+    for (var l = 0u; l <= u.depth; l++) {
+        let ni = inp_of(l);
+        let no = out_of(l);
+        let wo = th + w_off(l);
+        let bo = wo + ni * no;
+        for (var k = 0u; k < no; k++) {
+            var z = states[bo + k];
+            if (l == 0u) {
+                z += states[wo + k] * tv;
+            } else {
+                let a0 = sb + (l - 1u) * u.width;
+                for (var j = 0u; j < ni; j++) {
+                    z += states[wo + k * ni + j] * scratch[a0 + j];
+                }
+            }
+            if (l == u.depth) {
+                if (write_y) {
+                    out[r * u.out_w + k] = z;
+                }
+            } else {
+                scratch[sb + l * u.width + k] = act(z);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn decode(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    if (r >= u.t_len * u.batch) {
+        return;
+    }
+    root_forward(r, true);
+}
+
+// dL/dθ of row r (out = d_states, every entry written) from dL/dy
+@compute @workgroup_size(64)
+fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    if (r >= u.t_len * u.batch) {
+        return;
+    }
+    root_forward(r, false);
+    let th = (r + u.batch) * u.dd;
+    let g = r * u.dd;
+    let sb = r * u.scratch_w;
+    let m = max(u.width, u.out_w);
+    let dz = sb + u.depth * u.width;
+    let da = dz + m;
+    let tv = tau(r / u.batch);
+    for (var k = 0u; k < u.out_w; k++) {
+        scratch[dz + k] = dy[r * u.out_w + k];
+    }
+    for (var li = i32(u.depth); li >= 0; li--) {
+        let l = u32(li);
+        let ni = inp_of(l);
+        let no = out_of(l);
+        let wo = w_off(l);
+        let bo = wo + ni * no;
+        let a0 = sb + (max(l, 1u) - 1u) * u.width;
+        for (var j = 0u; j < ni; j++) {
+            scratch[da + j] = 0.0;
+        }
+        for (var k = 0u; k < no; k++) {
+            let d = scratch[dz + k];
+            out[g + bo + k] = d;
+            for (var j = 0u; j < ni; j++) {
+                var a = tv;
+                if (l > 0u) {
+                    a = scratch[a0 + j];
+                }
+                out[g + wo + k * ni + j] = d * a;
+                scratch[da + j] += states[th + wo + k * ni + j] * d;
+            }
+        }
+        if (l > 0u) {
+            for (var j = 0u; j < ni; j++) {
+                scratch[dz + j] = scratch[da + j] * act_grad(scratch[a0 + j]);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! GPU forward and backward of WARP (shaders/warp.wgsl, shaders/warp_root.wgsl):
+//! B·Δ for all steps as one GEMM, then one small dispatch per step adding
+//! A·θ_t; backwards the reverse sweep, then dA and dB each as one GEMM over
+//! all T·B rows. The decoding runs the root MLP of every row in parallel.
+
+use super::{Theta0, Warp};
+use crate::gpu::context::{Binding, GpuContext};
+use crate::gpu::ops::{self, gemm, Dispatch, Mat};
+use crate::gpu::shaders;
+use crate::models::{FamilyPlan, ScanOptions, SeqIo};
+use anyhow::{bail, Result};
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct WarpUniform {
+    batch: u32,
+    dd: u32,
+    din: u32,
+    t_len: u32,
+    t: u32,
+    act: u32,
+    a_off: u32,
+    n: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RootUniform {
+    batch: u32,
+    t_len: u32,
+    width: u32,
+    depth: u32,
+    out_w: u32,
+    dd: u32,
+    scratch_w: u32,
+    act: u32,
+}
+
+/// The decoding's dispatches: states → y, and dy → d_states (every entry).
+pub struct ReadoutPlan {
+    pub forward: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+    pub _scratch: Vec<wgpu::Buffer>,
+}
+
+impl Warp {
+    pub fn gpu_plan(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, _opts: &ScanOptions) -> Result<FamilyPlan> {
+        if io.tokens.is_some() {
+            bail!("WARP on the GPU takes dense inputs, not token ids");
+        }
+        let (d, din) = (self.root.size, self.dims.input);
+        let rows = t_len * batch;
+        let l = &self.layout;
+        let (a_off, b_off) = (l.offset("A"), l.offset("B"));
+        let dx = ops::storage(ctx, "warp.delta", rows * (din + 1))?;
+        let g0 = ops::storage(ctx, "warp.g0", batch * d)?;
+        let hh = self.hyper_hidden;
+        let z = ops::storage(ctx, "warp.hyper_z", if self.theta0 == Theta0::Hyper { batch * hh } else { 1 })?;
+        let dz = ops::storage(ctx, "warp.hyper_dz", if self.theta0 == Theta0::Hyper { batch * hh } else { 1 })?;
+        use Binding::{Read, ReadWrite, Uniform};
+        let k = |entry: &str| ctx.kernel(&shaders::WARP, entry, &[], &[Uniform, Read, Read, ReadWrite]);
+        let uni = |t: usize, a: usize, n: usize| WarpUniform {
+            batch: batch as u32,
+            dd: d as u32,
+            din: din as u32,
+            t_len: t_len as u32,
+            t: t as u32,
+            act: self.act.code(),
+            a_off: a as u32,
+            n: n as u32,
+        };
+        let dispatch = |entry: &str, u: WarpUniform, src: &wgpu::Buffer, src2: &wgpu::Buffer, dst: &wgpu::Buffer, items: usize| -> Result<Dispatch> {
+            let kernel = k(entry)?;
+            let ub = ops::uniform(ctx, &u);
+            let bind = ops::bind(ctx, &kernel, &[&ub, src, src2, dst]);
+            Ok(Dispatch { kernel, bind, groups: ops::grid(ctx, items, 64)? })
+        };
+        let x0 = Mat::rows(io.x, 0, din);
+        let mut forward = Vec::new();
+        if t_len > 0 {
+            // θ_0 into slot 0
+            match self.theta0 {
+                Theta0::Learned => forward.push(dispatch("theta0_broadcast", uni(0, l.offset("theta0"), 0), io.params, io.params, io.states, batch * d)?),
+                Theta0::Hyper => {
+                    let (w1, w2) = (l.offset("hyper_w1"), l.offset("hyper_w2"));
+                    forward.extend(gemm(ctx, (batch, hh, din), x0, Mat::transposed(io.params, w1, din), Some(l.offset("hyper_b1")), Mat::rows(&z, 0, hh), false)?);
+                    forward.push(dispatch("act_forward", uni(0, 0, batch * hh), io.params, io.params, &z, batch * hh)?);
+                    forward.extend(gemm(ctx, (batch, d, hh), Mat::rows(&z, 0, hh), Mat::transposed(io.params, w2, hh), Some(l.offset("hyper_b2")), Mat::rows(io.states, 0, d), false)?);
+                }
+            }
+            forward.push(dispatch("delta", uni(0, 0, 0), io.x, io.x, &dx, rows * (din + 1))?);
+            // slots 1..=T = Δ · Bᵀ, then each step adds A θ_t
+            forward.extend(gemm(ctx, (rows, d, din + 1), Mat::rows(&dx, 0, din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, batch * d, d), false)?);
+            for t in 0..t_len {
+                forward.push(dispatch("scan_step", uni(t, a_off, 0), io.params, io.params, io.states, batch * d)?);
+            }
+        }
+
+        let mut backward = Vec::new();
+        if t_len > 0 {
+            for t in (1..t_len).rev() {
+                backward.push(dispatch("scan_back", uni(t, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
+            }
+            // d_states slot t now holds dL/dθ_{t+1} in full: dA = Σ g_tᵀ θ_t, dB = Σ g_tᵀ Δ_t
+            let g_t = Mat { buf: io.d_states, off: 0, rs: 1, cs: d };
+            backward.extend(gemm(ctx, (d, d, rows), g_t, Mat::rows(io.states, 0, d), None, Mat::rows(io.grads, a_off, d), false)?);
+            backward.extend(gemm(ctx, (d, din + 1, rows), g_t, Mat::rows(&dx, 0, din + 1), None, Mat::rows(io.grads, b_off, din + 1), false)?);
+            // dL/dθ_0 = g_0 A
+            backward.extend(gemm(ctx, (batch, d, d), Mat::rows(io.d_states, 0, d), Mat::rows(io.params, a_off, d), None, Mat::rows(&g0, 0, d), false)?);
+            match self.theta0 {
+                Theta0::Learned => backward.push(ops::colsum(ctx, &g0, 0, batch, d, io.grads, l.offset("theta0"))?),
+                Theta0::Hyper => {
+                    let (w1, w2) = (l.offset("hyper_w1"), l.offset("hyper_w2"));
+                    let g0_t = Mat { buf: &g0, off: 0, rs: 1, cs: d };
+                    backward.extend(gemm(ctx, (d, hh, batch), g0_t, Mat::rows(&z, 0, hh), None, Mat::rows(io.grads, w2, hh), false)?);
+                    backward.push(ops::colsum(ctx, &g0, 0, batch, d, io.grads, l.offset("hyper_b2"))?);
+                    backward.extend(gemm(ctx, (batch, hh, d), Mat::rows(&g0, 0, d), Mat::rows(io.params, w2, hh), None, Mat::rows(&dz, 0, hh), false)?);
+                    backward.push(dispatch("act_backward", uni(0, 0, batch * hh), &z, &z, &dz, batch * hh)?);
+                    let dz_t = Mat { buf: &dz, off: 0, rs: 1, cs: hh };
+                    backward.extend(gemm(ctx, (hh, din, batch), dz_t, x0, None, Mat::rows(io.grads, w1, din), false)?);
+                    backward.push(ops::colsum(ctx, &dz, 0, batch, hh, io.grads, l.offset("hyper_b1"))?);
+                }
+            }
+        }
+        Ok(FamilyPlan { forward, backward, persistent: false, _scratch: vec![dx, g0, z, dz] })
+    }
+
+    /// The decoding on the GPU: `y` (T·B, O) from the states, and `d_states`
+    /// (T, B, D) from `dy`.
+    pub fn gpu_readout(&self, ctx: &GpuContext, t_len: usize, batch: usize, states: &wgpu::Buffer, y: &wgpu::Buffer, dy: &wgpu::Buffer, d_states: &wgpu::Buffer) -> Result<ReadoutPlan> {
+        let rows = t_len * batch;
+        let (w, depth, o) = (self.dims.hidden, self.depth, self.dims.output);
+        let scratch_w = depth * w + 2 * w.max(o);
+        let scratch = ops::storage(ctx, "warp.root_scratch", rows.max(1) * scratch_w)?;
+        use Binding::{Read, ReadWrite, Uniform};
+        let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite];
+        let u = RootUniform {
+            batch: batch as u32,
+            t_len: t_len as u32,
+            width: w as u32,
+            depth: depth as u32,
+            out_w: o as u32,
+            dd: self.root.size as u32,
+            scratch_w: scratch_w as u32,
+            act: self.act.code(),
+        };
+        let ub = ops::uniform(ctx, &u);
+        let groups = ops::grid(ctx, rows, 64)?;
+        let fk = ctx.kernel(&shaders::WARP_ROOT, "decode", &[], &bindings)?;
+        let bk = ctx.kernel(&shaders::WARP_ROOT, "decode_backward", &[], &bindings)?;
+        let fb = ops::bind(ctx, &fk, &[&ub, states, states, y, &scratch]);
+        let bb = ops::bind(ctx, &bk, &[&ub, states, dy, d_states, &scratch]);
+        Ok(ReadoutPlan {
+            forward: vec![Dispatch { kernel: fk, bind: fb, groups }],
+            backward: vec![Dispatch { kernel: bk, bind: bb, groups }],
+            _scratch: vec![scratch, ub],
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! WARP: finite-difference gradients of the CPU reference in f64 for every
+//! parameter group, θ_t = θ_0 at the start (A = I, B = 0), the tangent map,
+//! and the GPU scan, decoding and training step against the CPU.
+
+use longmem::gpu::testing::{fresh_seed, test_context};
+use longmem::models::warp::{RootAct, Theta0};
+use longmem::models::{Dims, InitConfig, Model, ModelKind, ModelOptions, ScanOptions, StepAt};
+use longmem::real::cast_vec;
+use longmem::rng::Rng;
+use longmem::tasks::{Batch, Target};
+use longmem::train::cpu::{loss_grads, CpuBackend};
+use longmem::train::gpu::GpuBackend;
+use longmem::train::loss::loss_and_grad;
+use longmem::train::optim::{OptimConfig, OptimKind};
+use longmem::train::Backend;
+use ndarray::{Array2, Array3};
+
+fn build(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0) -> Model {
+    let opts = ModelOptions { root_depth: depth, root_act: act, theta0, ..Default::default() };
+    Model::build(ModelKind::Warp, Dims { input, hidden: width, output }, &opts).unwrap()
+}
+
+/// A regression batch of random inputs and targets, every row counted.
+fn batch(t: usize, b: usize, input: usize, output: usize, rng: &mut Rng) -> Batch {
+    let x = Array3::from_shape_fn((t, b, input), |_| rng.normal() as f32);
+    let y: Vec<f32> = (0..t * b * output).map(|_| rng.normal() as f32).collect();
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false }
+}
+
+/// Parameters away from the start (A = I, B = 0), so every term of the
+/// scan's gradient is exercised.
+fn perturbed(model: &Model, rng: &mut Rng, a_noise: f64, b_noise: f64) -> Vec<f32> {
+    let mut p = model.init(&InitConfig::default(), rng);
+    let l = model.layout();
+    for i in l.get("A").unwrap().range() {
+        p[i] += (rng.normal() * a_noise) as f32;
+    }
+    for i in l.get("B").unwrap().range() {
+        p[i] = (rng.normal() * b_noise) as f32;
+    }
+    p
+}
+
+fn loss_at(model: &Model, p: &[f64], batch: &Batch) -> f64 {
+    let x = batch.x.mapv(|v| v as f64);
+    let h0 = Array2::zeros((batch.batch(), model.state_width()));
+    let states = model.forward(p, x.view(), h0.view());
+    let y = model.readout_forward(p, states.view());
+    loss_and_grad(&y, &batch.target, &batch.mask).0
+}
+
+fn gradcheck(model: &Model, t: usize, b: usize) {
+    let mut rng = Rng::seed(11);
+    let d = model.dims();
+    let p: Vec<f64> = cast_vec(&perturbed(model, &mut rng, 0.05, 0.3));
+    let batch = batch(t, b, d.input, d.output, &mut rng);
+    let (_, grads, _) = loss_grads::<f64>(model, &p, &batch);
+    let eps = 1e-5;
+    let mut worst = 0.0f64;
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..p.len() {
+        let mut q = p.clone();
+        q[i] = p[i] + eps;
+        let lp = loss_at(model, &q, &batch);
+        q[i] = p[i] - eps;
+        let lm = loss_at(model, &q, &batch);
+        let fd = (lp - lm) / (2.0 * eps);
+        let err = (fd - grads[i]).abs() / (fd.abs() + grads[i].abs()).max(1e-5);
+        let name = &model.layout().views().iter().find(|v| v.range().contains(&i)).unwrap().name;
+        assert!(err < 1e-5, "d{name}[{i}]: analytic {} vs numeric {fd} (rel err {err})", grads[i]);
+        if grads[i].abs() > 1e-8 {
+            seen.insert(name.clone());
+        }
+        worst = worst.max(err);
+    }
+    // every group has a gradient that is not zero, so the check saw it work
+    for v in model.layout().views() {
+        assert!(seen.contains(&v.name), "no non-zero gradient in {}", v.name);
+    }
+    eprintln!("warp: worst relative error {worst:.2e} over {} parameters", p.len());
+}
+
+#[test]
+fn gradients_match_finite_differences_learned_theta0() {
+    // depth 2: an inner hidden-to-hidden layer too
+    gradcheck(&build(2, 3, 2, 2, RootAct::Tanh, Theta0::Learned), 5, 3);
+}
+
+#[test]
+fn gradients_match_finite_differences_hypernetwork_theta0() {
+    gradcheck(&build(3, 4, 1, 2, RootAct::Tanh, Theta0::Hyper), 4, 2);
+}
+
+#[test]
+fn at_the_start_every_state_is_theta0() {
+    for theta0 in [Theta0::Learned, Theta0::Hyper] {
+        let model = build(3, 8, 1, 3, RootAct::Relu, theta0);
+        let mut rng = Rng::seed(5);
+        let p = model.init(&InitConfig::default(), &mut rng);
+        let b = batch(20, 4, 3, 3, &mut rng);
+        let h0 = Array2::zeros((4, model.state_width()));
+        let st = model.forward(&p, b.x.view(), h0.view());
+        let first = st.slice(ndarray::s![0, .., ..]).to_owned();
+        assert!(first.iter().any(|v| *v != 0.0), "{theta0:?}: θ_0 is all zeros");
+        for t in 1..=20 {
+            assert_eq!(st.slice(ndarray::s![t, .., ..]), first, "{theta0:?}: θ_{t} differs from θ_0");
+        }
+        // and once B moves, the state follows the inputs
+        let mut p2 = p.clone();
+        p2[model.layout().offset("B")] = 0.5;
+        let st2 = model.forward(&p2, b.x.view(), h0.view());
+        assert_ne!(st2.slice(ndarray::s![20, .., ..]), first.view());
+    }
+}
+
+#[test]
+fn hypernetwork_theta0_depends_on_the_first_input() {
+    let model = build(2, 5, 1, 2, RootAct::Tanh, Theta0::Hyper);
+    let mut rng = Rng::seed(8);
+    let p = model.init(&InitConfig::default(), &mut rng);
+    let b = batch(3, 2, 2, 2, &mut rng);
+    let h0 = Array2::zeros((2, model.state_width()));
+    let st = model.forward(&p, b.x.view(), h0.view());
+    assert_ne!(st.slice(ndarray::s![0, 0, ..]), st.slice(ndarray::s![0, 1, ..]), "two different x_0 gave one θ_0");
+}
+
+#[test]
+fn tangent_map_is_a() {
+    let model = build(2, 4, 1, 2, RootAct::Relu, Theta0::Learned);
+    let mut rng = Rng::seed(3);
+    let p: Vec<f64> = cast_vec(&perturbed(&model, &mut rng, 0.2, 0.1));
+    let s = model.state_width();
+    let q = Array2::from_shape_fn((s, 3), |_| rng.normal());
+    let z = vec![0.0; s];
+    let at = StepAt { pre: &z, prev: &z, next: &z };
+    let got = model.tangent(&p, &at, q.view());
+    let a = Array2::from_shape_vec((s, s), p[model.layout().get("A").unwrap().range()].to_vec()).unwrap();
+    let want = a.dot(&q);
+    let err = (&got - &want).mapv(f64::abs).fold(0.0f64, |m, v| m.max(*v));
+    assert!(err < 1e-12, "J·Q differs from A·Q by {err}");
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    num / den
+}
+
+/// GPU scan, decoding, gradients and three Adam steps against the CPU.
+fn gpu_matches_cpu(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize) {
+    let Some(ctx) = test_context("warp") else { return };
+    let model = build(input, width, depth, output, act, theta0);
+    let mut rng = Rng::seed(fresh_seed("warp"));
+    let params = perturbed(&model, &mut rng, 0.3 / (model.state_width() as f64).sqrt(), 0.2);
+    let label = format!("warp {act:?} {theta0:?} d={input} w={width} depth={depth} o={output} T={t} B={b}");
+    let mut gpu = GpuBackend::new(ctx, model.clone(), &params, ScanOptions::default()).unwrap();
+    let mut cpu = CpuBackend::new(model.clone(), params.clone()).unwrap();
+    let bt = batch(t, b, input, output, &mut rng);
+    let s_gpu = gpu.states(&bt).unwrap();
+    let h0 = Array2::zeros((b, model.state_width()));
+    let s_cpu = model.forward(&params, bt.x.view(), h0.view());
+    let e = rel_err(&s_gpu, s_cpu.as_slice().unwrap());
+    assert!(e < 1e-5, "{label}: states rel err {e}");
+    let (l_gpu, y_gpu) = gpu.evaluate(&bt).unwrap();
+    let (l_cpu, y_cpu) = cpu.evaluate(&bt).unwrap();
+    let e = rel_err(&y_gpu, &y_cpu);
+    assert!(e < 1e-5, "{label}: decoded outputs rel err {e}");
+    assert!(((l_gpu - l_cpu) / l_cpu).abs() < 1e-5, "{label}: loss {l_gpu} vs {l_cpu}");
+    let (_, g_gpu) = gpu.gradients(&bt).unwrap();
+    let (_, g_cpu) = cpu.gradients(&bt).unwrap();
+    for v in model.layout().views() {
+        let e = rel_err(&g_gpu[v.range()], &g_cpu[v.range()]);
+        assert!(e < 1e-4, "{label}: grad {} rel err {e}", v.name);
+    }
+    let opt = OptimConfig { kind: OptimKind::Adam, lr: 1e-3, clip: 1.0, ..Default::default() };
+    for step in 1..=3 {
+        let bt = batch(t, b, input, output, &mut rng);
+        let h = opt.hyper(opt.lr, step);
+        let a = gpu.train_step(&bt, &h).unwrap();
+        let c = cpu.train_step(&bt, &h).unwrap();
+        assert!(((a.loss - c.loss) / c.loss).abs() < 1e-4, "{label}: step {step} loss {} vs {}", a.loss, c.loss);
+    }
+    let e = rel_err(&gpu.params().unwrap(), &cpu.params().unwrap());
+    assert!(e < 1e-4, "{label}: params after 3 steps rel err {e}");
+}
+
+#[test]
+fn gpu_matches_cpu_learned_theta0_relu() {
+    // D = 2·9 + 9·3 + 3 = 48 and 9·5 = 45 rows: neither a multiple of 64
+    gpu_matches_cpu(3, 9, 1, 3, RootAct::Relu, Theta0::Learned, 9, 5);
+}
+
+#[test]
+fn gpu_matches_cpu_hypernetwork_tanh_deep_root() {
+    gpu_matches_cpu(2, 6, 2, 4, RootAct::Tanh, Theta0::Hyper, 7, 3);
+}
+
+#[test]
+fn gpu_matches_cpu_one_step_output_wider_than_root() {
+    gpu_matches_cpu(4, 3, 1, 7, RootAct::Tanh, Theta0::Learned, 1, 2);
+}
