@@ -103,6 +103,10 @@ pub struct TrainConfig {
     // --- forecasting (task ett)
     /// steps of history the forecast starts from (the horizon is `horizon`)
     pub lookback: usize,
+    /// direct (the horizon's inputs hold the last look-back row) | feedback (the model's own predictions, WARP)
+    pub forecast_mode: crate::tasks::ett::ForecastMode,
+    /// feedback mode: each horizon input is the data with this probability, else the model's own prediction
+    pub forcing: f64,
     // --- language modelling (tasks ptb, text) and pixel MNIST (mnist, pmnist)
     /// the PTB folder, the text file, or the MNIST folder
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,6 +181,8 @@ impl Default for TrainConfig {
             root_act: RootAct::Relu,
             theta0: Theta0::Learned,
             lookback: 96,
+            forecast_mode: crate::tasks::ett::ForecastMode::Direct,
+            forcing: 1.0,
             data: None,
             level: "word".into(),
             bptt: 35,
@@ -275,6 +281,12 @@ impl TrainConfig {
         }
         if self.model == ModelKind::Scrn && (self.context == 0 || !(0.0..=1.0).contains(&self.alpha)) {
             bail!("the SCRN needs --context >= 1 and --alpha in [0, 1] (got {} and {})", self.context, self.alpha);
+        }
+        if !(0.0..=1.0).contains(&self.forcing) {
+            bail!("--forcing must be a probability in [0, 1], got {}", self.forcing);
+        }
+        if self.forecast_mode == crate::tasks::ett::ForecastMode::Feedback && (self.model != ModelKind::Warp || self.task != TaskKind::Ett) {
+            bail!("--forecast-mode feedback (fed-back predictions) is for --model warp on --task ett");
         }
         if self.task.is_lm() {
             return self.validate_lm();
@@ -398,6 +410,10 @@ impl TrainConfig {
             // an image is 784 steps whatever --seq-len said
             self.seq_len = crate::data::mnist::PIXELS;
         }
+        if self.task == TaskKind::Ett {
+            // a window's inputs: the look-back and all but the last horizon row
+            self.seq_len = self.lookback + self.horizon.max(1) - 1;
+        }
     }
 
     pub fn bias(&self) -> bool {
@@ -412,6 +428,13 @@ impl TrainConfig {
                 let dir = self.data.as_deref().with_context(|| "--task mnist and pmnist need --data DIR, the MNIST folder")?;
                 let data = crate::tasks::mnist::PixelMnist::load(Path::new(dir), self.task == TaskKind::Pmnist, self.perm_seed, self.train_examples)?;
                 Ok(Task::mnist(data))
+            }
+            TaskKind::Ett => {
+                let file = self.data.as_deref().with_context(|| "--task ett needs --data FILE.csv, the series (e.g. ETTh1.csv)")?;
+                let (mut f, _) = crate::tasks::ett::Forecasting::load(Path::new(file), self.lookback, self.horizon)?;
+                f.forcing = self.forcing;
+                f.mode = self.forecast_mode;
+                Ok(Task::ett(f))
             }
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),
             TaskKind::DelayedCopy | TaskKind::DelayedXor => Task::delayed(self.task, self.seq_len, self.delay),

@@ -33,6 +33,8 @@ enum Cmd {
     Lyapunov(LyapArgs),
     /// Generate text from a language model's run
     Sample(SampleArgs),
+    /// Forecast the rows after a series' last look-back from a forecasting run (--task ett), as CSV
+    Forecast(ForecastArgs),
     /// Plot the training-loss curves of several runs on one chart
     Plot(PlotArgs),
     /// Throughput suite (forward, training step, Lyapunov) on one device; writes bench.json, bench.md, bench.svg
@@ -85,7 +87,7 @@ struct TrainArgs {
     /// run directory (default runs/<task>-<model>-<time>)
     #[arg(long)]
     out: Option<PathBuf>,
-    /// copy | adding | filter | delayed-copy | delayed-xor | ptb | text | mnist | pmnist
+    /// copy | adding | filter | delayed-copy | delayed-xor | ptb | text | mnist | pmnist | ett
     #[arg(long)]
     task: Option<String>,
     /// T: the copy task's delay, the adding problem's length
@@ -158,7 +160,7 @@ struct TrainArgs {
     /// filter task: ω (radians per step)
     #[arg(long)]
     freq: Option<f64>,
-    /// filter task: K, lags kept
+    /// filter task: K, lags kept; ett: rows to forecast after the look-back
     #[arg(long)]
     horizon: Option<usize>,
     /// filter task: input/output channels
@@ -221,7 +223,13 @@ struct TrainArgs {
     /// ett: steps of history each forecast starts from (96)
     #[arg(long, value_name = "L")]
     lookback: Option<usize>,
-    /// the PTB folder (--task ptb), a text file (--task text), or the MNIST folder (--task mnist, pmnist)
+    /// ett: direct (horizon inputs hold the last look-back row) | feedback (the model's own predictions; warp)
+    #[arg(long)]
+    forecast_mode: Option<String>,
+    /// ett feedback mode: probability that a horizon input is the data rather than the model's prediction
+    #[arg(long, value_name = "P")]
+    forcing: Option<f64>,
+    /// the PTB folder (--task ptb), a text file (--task text), the MNIST folder (--task mnist, pmnist) or a CSV series (--task ett)
     #[arg(long, value_name = "PATH")]
     data: Option<String>,
     /// --task text: word | char
@@ -292,6 +300,22 @@ struct SampleArgs {
     prime: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Args)]
+struct ForecastArgs {
+    /// run directory of a forecasting model (--task ett)
+    #[arg(long)]
+    run: PathBuf,
+    /// CSV with the run's columns (timestamp first); its last look-back rows are the context
+    #[arg(long, value_name = "FILE")]
+    context: PathBuf,
+    /// rows to forecast (default: the run's --horizon)
+    #[arg(long, value_name = "H")]
+    horizon: Option<usize>,
+    /// write the CSV here instead of to stdout
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -498,6 +522,10 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     set!(root_depth);
     set!(lookback);
+    set!(forcing);
+    if let Some(v) = &a.forecast_mode {
+        c.forecast_mode = longmem::tasks::ett::ForecastMode::parse(v)?;
+    }
     if let Some(v) = &a.root_act {
         c.root_act = longmem::models::warp::RootAct::parse(v)?;
     }
@@ -595,6 +623,18 @@ fn eval(a: EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if cfg.task == longmem::tasks::TaskKind::Ett {
+        let r = longmem::train::forecast::evaluate(&a.run, &cfg)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!("run {} at step {}: look-back {}, horizon {} (standardised scale, all channels)", a.run.display(), r.step, r.lookback, r.horizon);
+            for (name, e) in [("valid", &r.valid), ("test", &r.test)] {
+                println!("{name}: mse {:.4}  mae {:.4}   naive last value: mse {:.4}  mae {:.4}   ({} windows)", e.mse, e.mae, e.naive_mse, e.naive_mae, e.windows);
+            }
+        }
+        return Ok(());
+    }
     if cfg.task.is_mnist() {
         let r = longmem::train::mnist::evaluate(&a.run, &cfg, &engine)?;
         if a.json {
@@ -615,6 +655,22 @@ fn eval(a: EvalArgs) -> Result<()> {
         if let Some(acc) = r.accuracy {
             println!("accuracy {acc:.4}");
         }
+    }
+    Ok(())
+}
+
+fn forecast(a: ForecastArgs) -> Result<()> {
+    let cfg = TrainConfig::load(&a.run.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", a.run.display()))?;
+    let h = a.horizon.unwrap_or(cfg.horizon);
+    let (cols, rows) = longmem::train::forecast::forecast(&a.run, &cfg, &a.context, h)?;
+    let mut csv = format!("step,{}\n", cols.join(","));
+    for (i, r) in rows.rows().into_iter().enumerate() {
+        let vals: Vec<String> = r.iter().map(|v| format!("{v}")).collect();
+        csv.push_str(&format!("{},{}\n", i + 1, vals.join(",")));
+    }
+    match &a.out {
+        Some(p) => longmem::train::checkpoint::write_atomic(p, csv.as_bytes())?,
+        None => print!("{csv}"),
     }
     Ok(())
 }
@@ -678,6 +734,7 @@ fn main() {
         Cmd::Train(a) => train(*a),
         Cmd::Eval(a) => eval(a),
         Cmd::Sample(a) => sample(a),
+        Cmd::Forecast(a) => forecast(a),
         Cmd::Lyapunov(a) => lyapunov(a),
         Cmd::Plot(a) => plot(a),
         Cmd::Info { json } => info(json),

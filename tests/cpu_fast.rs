@@ -22,7 +22,7 @@ fn check(kind: ModelKind, hidden: usize, batch: usize, t: usize, seed: u64) {
     let p = model.init(&InitConfig { gain: 1.2, ..Default::default() }, &mut rng);
     let x = Array3::from_shape_fn((t, batch, i), |_| rng.normal() as f32);
     let y: Vec<f32> = (0..t * batch * o).map(|_| rng.normal() as f32).collect();
-    let b = Batch { x, target: Target::Values(y), mask: vec![1.0; t * batch], metric_mask: vec![0.0; t * batch], loss_norm: None, tokens: None, carry_state: false };
+    let b = Batch { x, target: Target::Values(y), mask: vec![1.0; t * batch], metric_mask: vec![0.0; t * batch], loss_norm: None, tokens: None, carry_state: false, feedback: None };
     let h0 = Array2::from_shape_fn((batch, model.state_width()), |_| 0.5 * rng.normal() as f32);
     let (l_ref, g_ref, y_ref, last_ref) = loss_grads_from(&model, &p, &b, h0.view(), true);
     let (l, g, yv, last) = longmem::cpu_fast::loss_grads_from(&model, &p, &b, h0.view(), true);

@@ -158,6 +158,7 @@ fn token_inputs_with_carried_state() {
             loss_norm: Some(1.0 / b as f64),
             tokens: Some(ids),
             carry_state: carry,
+            feedback: None,
         }
     };
     for (kind, scan) in [

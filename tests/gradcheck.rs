@@ -215,6 +215,7 @@ fn token_inputs_equal_one_hot_inputs() {
             loss_norm: None,
             tokens: None,
             carry_state: false,
+            feedback: None,
         };
         let tokens = Batch { x: ndarray::Array3::zeros((t_len, b, 0)), tokens: Some(ids), ..dense.clone() };
         let (l1, g1, _) = loss_grads::<f64>(&model, &p, &dense);

@@ -54,6 +54,7 @@ fn batch(b: usize, sentences: usize, gap: usize, rng: &mut Rng) -> Batch {
         loss_norm: None,
         tokens: Some(ids),
         carry_state: false,
+        feedback: None,
     }
 }
 

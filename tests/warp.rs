@@ -24,7 +24,7 @@ fn build(input: usize, width: usize, depth: usize, output: usize, act: RootAct, 
 fn batch(t: usize, b: usize, input: usize, output: usize, rng: &mut Rng) -> Batch {
     let x = Array3::from_shape_fn((t, b, input), |_| rng.normal() as f32);
     let y: Vec<f32> = (0..t * b * output).map(|_| rng.normal() as f32).collect();
-    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false }
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
 }
 
 /// Parameters away from the start (A = I, B = 0), so every term of the
@@ -43,6 +43,10 @@ fn perturbed(model: &Model, rng: &mut Rng, a_noise: f64, b_noise: f64) -> Vec<f3
 
 fn loss_at(model: &Model, p: &[f64], batch: &Batch) -> f64 {
     let x = batch.x.mapv(|v| v as f64);
+    if let (Some(fb), Model::Warp(w)) = (&batch.feedback, model) {
+        let tr = w.forward_ar(p, x.view(), fb);
+        return loss_and_grad(&tr.y, &batch.target, &batch.mask).0;
+    }
     let h0 = Array2::zeros((batch.batch(), model.state_width()));
     let states = model.forward(p, x.view(), h0.view());
     let y = model.readout_forward(p, states.view());
@@ -50,10 +54,20 @@ fn loss_at(model: &Model, p: &[f64], batch: &Batch) -> f64 {
 }
 
 fn gradcheck(model: &Model, t: usize, b: usize) {
+    gradcheck_fed(model, t, b, false);
+}
+
+/// `fed`: about half the inputs are the model's own fed-back predictions.
+fn gradcheck_fed(model: &Model, t: usize, b: usize, fed: bool) {
     let mut rng = Rng::seed(11);
     let d = model.dims();
     let p: Vec<f64> = cast_vec(&perturbed(model, &mut rng, 0.05, 0.3));
-    let batch = batch(t, b, d.input, d.output, &mut rng);
+    let mut batch = batch(t, b, d.input, d.output, &mut rng);
+    if fed {
+        let fb: Vec<f32> = (0..t * b).map(|r| if r >= b && rng.uniform() < 0.5 { 1.0 } else { 0.0 }).collect();
+        assert!(fb.iter().filter(|&&v| v == 1.0).count() >= 2, "the check needs fed-back rows");
+        batch.feedback = Some(fb);
+    }
     let (_, grads, _) = loss_grads::<f64>(model, &p, &batch);
     let eps = 1e-5;
     let mut worst = 0.0f64;
@@ -89,6 +103,41 @@ fn gradients_match_finite_differences_learned_theta0() {
 #[test]
 fn gradients_match_finite_differences_hypernetwork_theta0() {
     gradcheck(&build(3, 4, 1, 2, RootAct::Tanh, Theta0::Hyper), 4, 2);
+}
+
+#[test]
+fn gradients_match_finite_differences_with_fed_back_predictions() {
+    gradcheck_fed(&build(2, 3, 2, 2, RootAct::Tanh, Theta0::Hyper), 6, 3, true);
+    gradcheck_fed(&build(3, 4, 1, 3, RootAct::Tanh, Theta0::Learned), 5, 2, true);
+}
+
+#[test]
+fn rollout_is_the_forward_with_every_input_after_the_lookback_fed_back() {
+    let Model::Warp(w) = build(3, 6, 1, 3, RootAct::Tanh, Theta0::Hyper) else { unreachable!() };
+    let mut rng = Rng::seed(21);
+    let model = Model::Warp(w.clone());
+    let p: Vec<f64> = cast_vec(&perturbed(&model, &mut rng, 0.05, 0.3));
+    let (l, h, b) = (5, 4, 3);
+    let t = l + h - 1;
+    let x = Array3::from_shape_fn((t, b, 3), |_| rng.normal());
+    let fb: Vec<f32> = (0..t * b).map(|r| if r / b >= l { 1.0 } else { 0.0 }).collect();
+    let tr = w.forward_ar(&p, x.view(), &fb);
+    let pred = w.rollout(&p, x.slice(ndarray::s![..l, .., ..]), h, t);
+    for k in 0..h {
+        for j in 0..b {
+            for c in 0..3 {
+                let want = tr.y[[(l - 1 + k) * b + j, c]];
+                assert!((pred[[k, j, c]] - want).abs() < 1e-12, "step {k}: rollout {} vs forward {want}", pred[[k, j, c]]);
+            }
+        }
+    }
+    // and with no feedback the autoregressive forward is the plain scan and decoding
+    let none = vec![0.0; t * b];
+    let tr = w.forward_ar(&p, x.view(), &none);
+    let h0 = Array2::zeros((b, w.state_width()));
+    let st = model.forward(&p, x.view(), h0.view());
+    assert_eq!(tr.states, st);
+    assert_eq!(tr.y, model.readout_forward(&p, st.view()));
 }
 
 #[test]

@@ -3,3 +3,4 @@
 
 pub mod mnist;
 pub mod text;
+pub mod ett;

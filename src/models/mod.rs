@@ -296,8 +296,13 @@ impl Model {
     }
 
     /// The input projection `w_in x_t + b` of every row `(T·B, G)`.
+    /// (Empty rows for WARP, whose input enters as differences.)
     pub fn project<'a, F: Real>(&self, p: &[F], x: impl Into<SeqInput<'a, F>>) -> Array2<F> {
-        input::project(p, self.layout(), &x.into())
+        let x = x.into();
+        match self {
+            Model::Warp(_) => Array2::zeros((x.t_len() * x.batch(), 0)),
+            _ => input::project(p, self.layout(), &x),
+        }
     }
 
     /// CPU reference forward: states `(T + 1, B, S)` from inputs `(T, B, I)`

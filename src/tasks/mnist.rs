@@ -89,7 +89,7 @@ pub fn batch(set: &Mnist, idx: &[usize], perm: Option<&[u16]>) -> Batch {
         cls[last] = set.labels[i] as u32;
         mask[last] = 1.0;
     }
-    Batch { x, target: Target::Classes(cls), mask: mask.clone(), metric_mask: mask, loss_norm: None, tokens: None, carry_state: false }
+    Batch { x, target: Target::Classes(cls), mask: mask.clone(), metric_mask: mask, loss_norm: None, tokens: None, carry_state: false, feedback: None }
 }
 
 /// A memoryless model can do no better than the class prior; ln 10 is the

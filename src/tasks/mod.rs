@@ -2,6 +2,7 @@
 //! of the run's seed, so the CPU and GPU paths see identical data.
 
 mod delayed;
+pub mod ett;
 mod filter;
 pub mod mnist;
 
@@ -31,6 +32,8 @@ pub enum TaskKind {
     Mnist,
     /// permuted pixel MNIST: the pixels in one fixed random order
     Pmnist,
+    /// multichannel forecasting from a CSV series (ETTh1/ETTh2)
+    Ett,
 }
 
 impl TaskKind {
@@ -45,7 +48,8 @@ impl TaskKind {
             "text" => TaskKind::Text,
             "mnist" => TaskKind::Mnist,
             "pmnist" => TaskKind::Pmnist,
-            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist or pmnist"),
+            "ett" => TaskKind::Ett,
+            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist, pmnist or ett"),
         })
     }
 
@@ -91,6 +95,10 @@ pub struct Batch {
     /// start from the last state of the previous batch of the same shape on
     /// the same backend (truncated BPTT over streams), else from zeros
     pub carry_state: bool,
+    /// autoregressive training (WARP): per row, 1 where the input is the
+    /// model's own prediction of it (made at the step before), 0 where it
+    /// is the data; None: the data everywhere (teacher forcing)
+    pub feedback: Option<Vec<f32>>,
 }
 
 impl Batch {
@@ -121,6 +129,8 @@ pub struct Task {
     pub delay: usize,
     /// the training images of the MNIST tasks
     pub mnist: Option<std::sync::Arc<mnist::PixelMnist>>,
+    /// the training series of the forecasting task
+    pub ett: Option<std::sync::Arc<ett::Forecasting>>,
 }
 
 pub use filter::{FilterKind, FilterSpec, Objective};
@@ -137,7 +147,8 @@ impl Task {
             TaskKind::DelayedCopy | TaskKind::DelayedXor => bail!("the delayed tasks are made with Task::delayed"),
             TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from a corpus (train::lm)"),
             TaskKind::Mnist | TaskKind::Pmnist => bail!("the MNIST tasks are made with Task::mnist"),
-            _ => Ok(Task { kind, t, filter: None, delay: 0, mnist: None }),
+            TaskKind::Ett => bail!("the forecasting task is made with Task::ett"),
+            _ => Ok(Task { kind, t, filter: None, delay: 0, mnist: None, ett: None }),
         }
     }
 
@@ -151,13 +162,21 @@ impl Task {
         if kind == TaskKind::DelayedXor && delay < 2 {
             bail!("delayed XOR needs --delay d >= 2 (it reads s_(t-d/2) and s_(t-d))");
         }
-        Ok(Task { kind, t, filter: None, delay, mnist: None })
+        Ok(Task { kind, t, filter: None, delay, mnist: None, ett: None })
     }
 
     /// Pixel MNIST on these images: permuted when `data.perm` is set.
+    pub fn ett(data: ett::Forecasting) -> Self {
+        Task { kind: TaskKind::Ett, t: data.seq_len(), filter: None, delay: 0, mnist: None, ett: Some(std::sync::Arc::new(data)) }
+    }
+
+    fn series(&self) -> &ett::Forecasting {
+        self.ett.as_deref().expect("a forecasting task is made with its series (Task::ett)")
+    }
+
     pub fn mnist(data: mnist::PixelMnist) -> Self {
         let kind = if data.perm.is_some() { TaskKind::Pmnist } else { TaskKind::Mnist };
-        Task { kind, t: crate::data::mnist::PIXELS, filter: None, delay: 0, mnist: Some(std::sync::Arc::new(data)) }
+        Task { kind, t: crate::data::mnist::PIXELS, filter: None, delay: 0, mnist: Some(std::sync::Arc::new(data)), ett: None }
     }
 
     fn images(&self) -> &mnist::PixelMnist {
@@ -169,7 +188,7 @@ impl Task {
         if t < 1 && spec.objective == Objective::Sampled {
             bail!("filter task needs --seq-len T >= 1");
         }
-        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec), delay: 0, mnist: None })
+        Ok(Task { kind: TaskKind::Filter, t, filter: Some(spec), delay: 0, mnist: None, ett: None })
     }
 
     fn spec(&self) -> &FilterSpec {
@@ -182,6 +201,7 @@ impl Task {
             TaskKind::Adding => 2,
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Mnist | TaskKind::Pmnist => 1,
+            TaskKind::Ett => self.series().channels(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
@@ -192,20 +212,21 @@ impl Task {
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
             TaskKind::Mnist | TaskKind::Pmnist => crate::data::mnist::CLASSES,
+            TaskKind::Ett => self.series().channels(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
             TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist => LossKind::CrossEntropy,
-            TaskKind::Adding | TaskKind::Filter => LossKind::Mse,
+            TaskKind::Adding | TaskKind::Filter | TaskKind::Ett => LossKind::Mse,
         }
     }
     /// Number of time steps of one sequence.
     pub fn seq_len(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
-            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist => self.t,
+            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist | TaskKind::Ett => self.t,
             TaskKind::Filter => match self.spec().objective {
                 Objective::Sampled => self.t,
                 Objective::Population => self.spec().population_lags(),
@@ -223,6 +244,8 @@ impl Task {
             // a coin flip
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
             TaskKind::Mnist | TaskKind::Pmnist => mnist::baseline_loss(),
+            // predicting each next row as the current one
+            TaskKind::Ett => self.series().naive_step_mse,
             TaskKind::Ptb | TaskKind::Text => f64::NAN,
         }
     }
@@ -252,6 +275,7 @@ impl Task {
             TaskKind::DelayedCopy => delayed::batch(delayed::Delayed::Copy, self.t, self.delay, batch, rng),
             TaskKind::DelayedXor => delayed::batch(delayed::Delayed::Xor, self.t, self.delay, batch, rng),
             TaskKind::Mnist | TaskKind::Pmnist => self.images().sample(batch, rng),
+            TaskKind::Ett => self.series().sample(batch, rng),
             // Task::new refuses these kinds: their batches come from train::lm
             TaskKind::Ptb | TaskKind::Text => unreachable!("no Task is made for a language-modelling kind"),
         }
@@ -278,7 +302,7 @@ impl Task {
                 metric[t * b + j] = 1.0;
             }
         }
-        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None, tokens: None, carry_state: false }
+        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None, tokens: None, carry_state: false, feedback: None }
     }
 
     fn adding_batch(&self, b: usize, rng: &mut Rng) -> Batch {
@@ -299,7 +323,7 @@ impl Task {
             values[last] = x[[m1, j, 0]] + x[[m2, j, 0]];
             mask[last] = 1.0;
         }
-        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None, tokens: None, carry_state: false }
+        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
     }
 }
 

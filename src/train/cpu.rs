@@ -51,6 +51,11 @@ impl CpuBackend {
 
 /// Token ids must index the model's input width.
 pub fn check_input(model: &Model, batch: &Batch) -> Result<()> {
+    if let Some(fb) = &batch.feedback {
+        ensure!(matches!(model, Model::Warp(_)), "fed-back predictions (--forcing < 1) are for --model warp, not {}", model.kind().name());
+        ensure!(fb.len() == batch.seq_len() * batch.batch(), "batch has {} feedback flags for {} rows", fb.len(), batch.seq_len() * batch.batch());
+        ensure!(model.dims().output == model.dims().input, "fed-back predictions need as many outputs as inputs");
+    }
     if let Some(ids) = &batch.tokens {
         ensure!(ids.len() == batch.seq_len() * batch.batch(), "batch has {} token ids for {} rows", ids.len(), batch.seq_len() * batch.batch());
         check_tokens(ids, model.dims().input)?;
@@ -72,6 +77,14 @@ pub fn loss_grads<F: Real>(model: &Model, p: &[F], batch: &Batch) -> (F, Vec<F>,
 /// state. `own_start`: h0 is the model's own, so a learned h0 gets dL/dh0.
 pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: ArrayView2<F>, own_start: bool) -> (F, Vec<F>, Array2<F>, Array2<F>) {
     let x = batch.x.mapv(F::from_f32);
+    if let (Some(fb), Model::Warp(w)) = (&batch.feedback, model) {
+        let tr = w.forward_ar(p, x.view(), fb);
+        let (loss, dy) = batch_loss_and_grad(&tr.y, batch);
+        let mut grads = vec![F::zero(); p.len()];
+        w.backward_ar(p, x.view(), fb, &tr, dy.view(), &mut grads);
+        let last = tr.states.slice(s![batch.seq_len(), .., ..]).to_owned();
+        return (loss, grads, tr.y, last);
+    }
     let input = batch.input(&x);
     let states = model.forward(p, input, h0);
     let y = model.readout_forward(p, states.view());
@@ -115,6 +128,10 @@ impl Backend for CpuBackend {
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f32, Vec<f32>)> {
         let (h0, _) = self.initial_state(batch)?;
+        if let (Some(fb), Model::Warp(w)) = (&batch.feedback, &self.model) {
+            let tr = w.forward_ar(&self.params, batch.x.view(), fb);
+            return Ok((batch_loss(&tr.y, batch), tr.y.into_raw_vec_and_offset().0));
+        }
         let states = if crate::cpu_fast::supports(&self.model) {
             crate::cpu_fast::forward(&self.model, &self.params, batch, h0.view()).states
         } else {

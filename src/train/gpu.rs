@@ -205,6 +205,8 @@ impl GpuBackend {
     }
 
     fn upload(&mut self, batch: &Batch) -> Result<PlanKey> {
+        crate::train::cpu::check_input(&self.model, batch)?;
+        anyhow::ensure!(batch.feedback.is_none(), "autoregressive WARP training (--forcing < 1) runs on the CPU path for now: pass --device cpu, or --forcing 1");
         let key = self.plan_for(batch)?;
         let ctx = &*self.ctx;
         let plan = self.plans.get_mut(&key).expect("plan just made");

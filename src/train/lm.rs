@@ -72,6 +72,7 @@ pub fn segment_batch(seg: &Segment, carry_state: bool) -> Batch {
         loss_norm: Some(1.0 / seg.batch as f64),
         tokens: Some(seg.inputs.clone()),
         carry_state,
+        feedback: None,
     }
 }
 

@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod run;
 pub mod lm;
 pub mod mnist;
+pub mod forecast;

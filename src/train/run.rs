@@ -123,6 +123,12 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0))
     };
     write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+    if let Some(f) = &task.ett {
+        // what `longmem forecast` standardises a new series with
+        let file = cfg.data.as_deref().context("a forecasting task has --data")?;
+        let sc = crate::data::ett::splits(&crate::data::ett::load(std::path::Path::new(file))?, f.lookback)?.scaler;
+        write_atomic(&dir.join(super::forecast::SCALER_FILE), serde_json::to_string_pretty(&sc)?.as_bytes())?;
+    }
 
     let mut be = backend(engine, model.clone(), params, cfg)?;
     if let (Some(m), Some(v)) = (m, v) {
@@ -324,6 +330,9 @@ pub struct EvalReport {
 pub fn evaluate(dir: &Path, engine: &Engine, batches: usize, seed: Option<u64>) -> Result<EvalReport> {
     let cfg = TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", dir.display()))?;
     // fresh batches of an MNIST task would be training images
+    if cfg.task == TaskKind::Ett {
+        bail!("{} is a forecasting run: evaluate it on its validation and test splits with train::forecast::evaluate", dir.display());
+    }
     if cfg.task.is_mnist() {
         bail!("{} is an MNIST run: evaluate it on its validation and test splits with train::mnist::evaluate", dir.display());
     }

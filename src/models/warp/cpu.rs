@@ -142,7 +142,7 @@ impl Warp {
     }
 
     /// Gradients of θ_0's parameters from dL/dθ_0 `(B, D)`.
-    fn theta0_backward<F: Real>(&self, p: &[F], x0: ArrayView2<F>, g: ArrayView2<F>, grads: &mut [F]) {
+    pub(super) fn theta0_backward<F: Real>(&self, p: &[F], x0: ArrayView2<F>, g: ArrayView2<F>, grads: &mut [F]) {
         match self.theta0 {
             Theta0::Learned => add(grads, self.layout.offset("theta0"), g.sum_axis(Axis(0)).iter()),
             Theta0::Hyper => {
@@ -161,7 +161,7 @@ impl Warp {
 
     /// The root network of one row: outputs into `y`, hidden activations
     /// (all layers, concatenated) into `acts`.
-    fn root_row<F: Real>(&self, theta: &[F], tau: F, acts: &mut [F], y: &mut [F]) {
+    pub(super) fn root_row<F: Real>(&self, theta: &[F], tau: F, acts: &mut [F], y: &mut [F]) {
         let layers = &self.root.layers;
         let mut off_in = 0;
         let mut off_out = 0;
@@ -210,52 +210,50 @@ impl Warp {
     pub fn decode_backward<F: Real>(&self, states: ArrayView3<F>, dy: ArrayView2<F>) -> Array3<F> {
         let (t1, batch, d) = states.dim();
         let t_len = t1 - 1;
-        let layers = &self.root.layers;
         let mut out = Array3::zeros((t_len, batch, d));
-        let mut acts = vec![F::zero(); self.root.hidden_total()];
-        let mut y = vec![F::zero(); self.dims.output];
-        let width = layers.iter().map(|l| l.out.max(l.inp)).max().unwrap_or(1);
-        let mut dz = vec![F::zero(); width];
-        let mut da = vec![F::zero(); width];
+        let mut scratch = RootScratch::new(self);
         for t in 0..t_len {
             let tau_t = tau::<F>(t, t_len);
             for b in 0..batch {
-                let r = t * batch + b;
                 let theta = states.slice(s![t + 1, b, ..]);
-                let theta = theta.as_slice().expect("contiguous state");
-                self.root_row(theta, tau_t, &mut acts, &mut y);
                 let mut g = out.slice_mut(s![t, b, ..]);
-                let g = g.as_slice_mut().expect("contiguous");
-                let last = layers.len() - 1;
-                dz[..layers[last].out].copy_from_slice(dy.row(r).as_slice().expect("row"));
-                // offset of this layer's input activations within `acts`
-                let mut in_off = self.root.hidden_total();
-                for li in (0..layers.len()).rev() {
-                    let l = layers[li];
-                    if li > 0 {
-                        in_off -= l.inp;
-                    }
-                    for j in 0..l.inp {
-                        da[j] = F::zero();
-                    }
-                    for k in 0..l.out {
-                        let dzk = dz[k];
-                        g[l.b + k] = dzk;
-                        for j in 0..l.inp {
-                            let a_j = if li == 0 { tau_t } else { acts[in_off + j] };
-                            g[l.w + k * l.inp + j] = dzk * a_j;
-                            da[j] = da[j] + theta[l.w + k * l.inp + j] * dzk;
-                        }
-                    }
-                    if li > 0 {
-                        for j in 0..l.inp {
-                            dz[j] = da[j] * act_grad(self.act, acts[in_off + j]);
-                        }
-                    }
-                }
+                let dy_row = dy.row(t * batch + b);
+                self.root_row_backward(theta.as_slice().expect("row"), tau_t, dy_row.as_slice().expect("row"), g.as_slice_mut().expect("row"), &mut scratch);
             }
         }
         out
+    }
+
+    /// dL/dθ of one row into `g` (every entry written) from its dL/dy.
+    pub(super) fn root_row_backward<F: Real>(&self, theta: &[F], tau_t: F, dy: &[F], g: &mut [F], sc: &mut RootScratch<F>) {
+        let layers = &self.root.layers;
+        let RootScratch { acts, y, dz, da } = sc;
+        self.root_row(theta, tau_t, acts, y);
+        let last = layers.len() - 1;
+        dz[..layers[last].out].copy_from_slice(dy);
+        // offset of this layer's input activations within `acts`
+        let mut in_off = self.root.hidden_total();
+        for li in (0..layers.len()).rev() {
+            let l = layers[li];
+            if li > 0 {
+                in_off -= l.inp;
+            }
+            da[..l.inp].fill(F::zero());
+            for k in 0..l.out {
+                let dzk = dz[k];
+                g[l.b + k] = dzk;
+                for j in 0..l.inp {
+                    let a_j = if li == 0 { tau_t } else { acts[in_off + j] };
+                    g[l.w + k * l.inp + j] = dzk * a_j;
+                    da[j] = da[j] + theta[l.w + k * l.inp + j] * dzk;
+                }
+            }
+            if li > 0 {
+                for j in 0..l.inp {
+                    dz[j] = da[j] * act_grad(self.act, acts[in_off + j]);
+                }
+            }
+        }
     }
 
     /// Tangent map: the recurrence is linear in θ, so J_t = A.
@@ -264,8 +262,71 @@ impl Warp {
     }
 }
 
-fn add<'a, F: Real>(grads: &mut [F], off: usize, vals: impl Iterator<Item = &'a F>) {
+/// Work space of one root-network row (forward activations, backward vectors).
+pub(super) struct RootScratch<F> {
+    acts: Vec<F>,
+    y: Vec<F>,
+    dz: Vec<F>,
+    da: Vec<F>,
+}
+
+impl<F: Real> RootScratch<F> {
+    pub(super) fn acts_mut(&mut self) -> &mut Vec<F> {
+        &mut self.acts
+    }
+
+    pub(super) fn new(w: &Warp) -> Self {
+        let width = w.root.layers.iter().map(|l| l.out.max(l.inp)).max().unwrap_or(1);
+        RootScratch { acts: vec![F::zero(); w.root.hidden_total()], y: vec![F::zero(); w.dims.output], dz: vec![F::zero(); width], da: vec![F::zero(); width] }
+    }
+}
+
+pub(super) fn add<'a, F: Real>(grads: &mut [F], off: usize, vals: impl Iterator<Item = &'a F>) {
     for (g, v) in grads[off..].iter_mut().zip(vals) {
         *g = *g + *v;
+    }
+}
+
+impl Warp {
+    /// Forecast `horizon` rows after a look-back `context` `(L, B, d)`, each
+    /// prediction fed back as the next input (no gradient: this is how a
+    /// trained WARP adapts to a new series). τ_t = t/(window − 1) with
+    /// `window` the inputs of a training sequence (L + H − 1 when trained on
+    /// this horizon; τ passes 1 beyond it). Returns `(H, B, O)`.
+    pub fn rollout<F: Real>(&self, p: &[F], context: ArrayView3<F>, horizon: usize, window: usize) -> Array3<F> {
+        let (l, batch, c) = context.dim();
+        assert!(l >= 1 && horizon >= 1 && c == self.dims.input && self.dims.output == c, "rollout needs a look-back, a horizon and output width = input width");
+        let t_total = l + horizon - 1;
+        let tau = |t: usize| tau::<F>(t, window);
+        let a = view2(p, &self.layout, "A");
+        let bm = view2(p, &self.layout, "B");
+        let one = F::one();
+        let mut theta = self.theta0_rows(p, context.slice(s![0, .., ..])).0;
+        let mut next = Array2::zeros(theta.dim());
+        let mut delta = Array2::<F>::zeros((batch, c + 1));
+        let mut prev = context.slice(s![0, .., ..]).to_owned();
+        let mut pred = Array2::<F>::zeros((batch, c));
+        let mut out = Array3::zeros((horizon, batch, c));
+        let mut acts = vec![F::zero(); self.root.hidden_total()];
+        for t in 0..t_total {
+            let u = if t < l { context.slice(s![t, .., ..]).to_owned() } else { pred.clone() };
+            if t > 0 {
+                delta.slice_mut(s![.., ..c]).assign(&(&u - &prev));
+                delta.column_mut(c).fill(tau(t) - tau(t - 1));
+            }
+            general_mat_mul(one, &theta, &a.t(), F::zero(), &mut next);
+            general_mat_mul(one, &delta, &bm.t(), one, &mut next);
+            std::mem::swap(&mut theta, &mut next);
+            if t + 1 >= l {
+                for b in 0..batch {
+                    let row = theta.row(b);
+                    let mut y = pred.row_mut(b);
+                    self.root_row(row.as_slice().expect("row"), tau(t), &mut acts, y.as_slice_mut().expect("row"));
+                }
+                out.slice_mut(s![t + 1 - l, .., ..]).assign(&pred);
+            }
+            prev = u;
+        }
+        out
     }
 }

@@ -13,6 +13,7 @@
 //! is not used), slot t+1 the weights after input x_t. CPU reference in
 //! `cpu.rs`, GPU kernels (shaders/warp*.wgsl) in `gpu.rs`.
 
+pub mod ar;
 mod cpu;
 pub mod gpu;
 

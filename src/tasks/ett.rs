@@ -1,0 +1,139 @@
+//! Forecasting a multichannel series (ETTh1/ETTh2 or any CSV of the same
+//! form): a window is `lookback + horizon` consecutive rows of the
+//! standardised training split; the model reads `L + H − 1` inputs and
+//! predicts each next row (MSE over all channels). The look-back inputs are
+//! the data; the horizon's inputs, which a forecast cannot see, are
+//! - `Direct`: the last look-back row held (zero input change, so WARP's
+//!   weights move by A and the clock alone and its root network decodes
+//!   the future times in parallel, any family can run it), or
+//! - `Feedback`: the model's own prediction of each row fed back (WARP
+//!   only), with teacher forcing: the data instead with probability `forcing`.
+//! Evaluation forecasts the same way (`train::forecast`).
+
+use super::{Batch, Target};
+use crate::data::ett::{self, Splits};
+use crate::rng::Rng;
+use anyhow::{ensure, Result};
+use ndarray::{Array2, Array3};
+use std::path::Path;
+
+/// What a forecast reads in place of the horizon's unseen rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForecastMode {
+    #[default]
+    Direct,
+    Feedback,
+}
+
+impl ForecastMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "direct" => ForecastMode::Direct,
+            "feedback" => ForecastMode::Feedback,
+            other => anyhow::bail!("unknown forecast mode '{other}': expected direct or feedback"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forecasting {
+    /// the standardised training split
+    pub train: Array2<f32>,
+    pub lookback: usize,
+    pub horizon: usize,
+    /// mean squared one-step change on the training split: the loss of
+    /// predicting every next row as the current one
+    pub naive_step_mse: f64,
+    /// teacher forcing over the horizon: each input after the look-back is
+    /// the data with this probability, else the model's own prediction of
+    /// it (0: training sees exactly what a forecast does)
+    pub forcing: f64,
+    pub mode: ForecastMode,
+}
+
+impl Forecasting {
+    pub fn load(path: &Path, lookback: usize, horizon: usize) -> Result<(Self, Splits)> {
+        let series = ett::load(path)?;
+        let sp = ett::splits(&series, lookback)?;
+        Ok((Self::new(sp.train.clone(), lookback, horizon)?, sp))
+    }
+
+    pub fn new(train: Array2<f32>, lookback: usize, horizon: usize) -> Result<Self> {
+        ensure!(lookback >= 1 && horizon >= 1, "forecasting needs --lookback L >= 1 and --horizon H >= 1");
+        let n = train.dim().0;
+        ensure!(n >= lookback + horizon, "the training split has {n} rows, fewer than one window of look-back {lookback} + horizon {horizon}");
+        let d = &train.slice(ndarray::s![1.., ..]) - &train.slice(ndarray::s![..n - 1, ..]);
+        let naive_step_mse = d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d.len() as f64;
+        Ok(Forecasting { train, lookback, horizon, naive_step_mse, forcing: 1.0, mode: ForecastMode::Direct })
+    }
+
+    pub fn channels(&self) -> usize {
+        self.train.dim().1
+    }
+
+    /// Inputs per window: every row but the last, whose value is only a target.
+    pub fn seq_len(&self) -> usize {
+        self.lookback + self.horizon - 1
+    }
+
+    /// `b` windows from random starts in the training split.
+    pub fn sample(&self, b: usize, rng: &mut Rng) -> Batch {
+        let w = self.lookback + self.horizon;
+        let starts: Vec<usize> = (0..b).map(|_| rng.below(self.train.dim().0 - w + 1)).collect();
+        let mut batch = windows(&self.train, &starts, w);
+        if self.mode == ForecastMode::Direct {
+            hold_horizon(&mut batch.x, self.lookback);
+        } else if self.forcing < 1.0 {
+            let rows = batch.seq_len() * b;
+            let first = self.lookback * b;
+            batch.feedback = Some((0..rows).map(|r| if r >= first && rng.uniform() >= self.forcing { 1.0 } else { 0.0 }).collect());
+        }
+        batch
+    }
+}
+
+/// Inputs `(T, B, C)` from step `lookback` on become the last look-back row.
+pub fn hold_horizon(x: &mut Array3<f32>, lookback: usize) {
+    let last = x.slice(ndarray::s![lookback - 1, .., ..]).to_owned();
+    for t in lookback..x.dim().0 {
+        x.slice_mut(ndarray::s![t, .., ..]).assign(&last);
+    }
+}
+
+/// Teacher-forced next-row batches for windows of `w` rows at `starts`.
+pub fn windows(series: &Array2<f32>, starts: &[usize], w: usize) -> Batch {
+    let (b, c, t) = (starts.len(), series.dim().1, w - 1);
+    let x = Array3::from_shape_fn((t, b, c), |(i, j, k)| series[[starts[j] + i, k]]);
+    let mut y = Vec::with_capacity(t * b * c);
+    for i in 0..t {
+        for &s in starts {
+            y.extend(series.row(s + i + 1).iter());
+        }
+    }
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_predict_the_next_row() {
+        let series = Array2::from_shape_fn((30, 2), |(i, j)| (i * 10 + j) as f32);
+        let f = Forecasting::new(series.clone(), 4, 3).unwrap();
+        assert_eq!(f.seq_len(), 6);
+        let b = windows(&series, &[5, 0], 7);
+        assert_eq!(b.x.dim(), (6, 2, 2));
+        assert_eq!(b.x[[0, 0, 1]], 51.0);
+        assert_eq!(b.x[[5, 1, 0]], 50.0);
+        let Target::Values(y) = &b.target else { panic!() };
+        // row (t = 0, window 0): the series row 6
+        assert_eq!(&y[0..2], &[60.0, 61.0]);
+        // row (t = 5, window 1): row 6
+        assert_eq!(&y[(5 * 2 + 1) * 2..(5 * 2 + 1) * 2 + 2], &[60.0, 61.0]);
+        // the one-step change is 10 in every channel
+        assert!((f.naive_step_mse - 100.0).abs() < 1e-9);
+        assert!(Forecasting::new(series, 20, 11).is_err());
+    }
+}

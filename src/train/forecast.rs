@@ -1,0 +1,191 @@
+//! Forecasting evaluation and `longmem forecast`: from a look-back of L
+//! rows, predict the next H with the model's own predictions fed back
+//! (gradient-free: for WARP the weights θ_t adapt to the series through its
+//! recurrence). MSE and MAE over all channels on the standardised scale,
+//! beside the naive forecast that repeats the last observed row.
+
+use super::checkpoint::Checkpoint;
+use super::run::CHECKPOINT_FILE;
+use crate::config::TrainConfig;
+use crate::data::ett::{self, Standardiser};
+use crate::models::{Dims, Model};
+use crate::tasks::ett::{hold_horizon, ForecastMode};
+use crate::tasks::TaskKind;
+use anyhow::{ensure, Context, Result};
+use ndarray::{s, Array2, Array3, ArrayView3};
+use serde::Serialize;
+use std::path::Path;
+
+/// Where a forecasting run keeps its training statistics.
+pub const SCALER_FILE: &str = "scaler.json";
+
+/// `horizon` predicted rows `(H, B, C)` after each look-back of `context`
+/// `(L, B, C)`, as the run was trained to (see `tasks::ett`).
+pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usize, mode: ForecastMode) -> Array3<f32> {
+    let (l, b, c) = context.dim();
+    match mode {
+        ForecastMode::Feedback => rollout(model, p, context, horizon, l + horizon - 1),
+        ForecastMode::Direct => {
+            let mut x = Array3::zeros((l + horizon - 1, b, c));
+            x.slice_mut(s![..l, .., ..]).assign(&context);
+            hold_horizon(&mut x, l);
+            let h0 = model.initial_states(p, b);
+            let st = model.forward(p, x.view(), h0.view());
+            let y = model.readout_forward(p, st.view());
+            let y = y.into_shape_with_order((l + horizon - 1, b, c)).expect("rows");
+            y.slice(s![l - 1.., .., ..]).to_owned()
+        }
+    }
+}
+
+/// Forecast with every prediction fed back as the next input; `window`:
+/// the inputs of a training sequence (WARP's clock).
+pub fn rollout(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usize, window: usize) -> Array3<f32> {
+    if let Model::Warp(w) = model {
+        return w.rollout(p, context, horizon, window);
+    }
+    // a state-carrying family: one step at a time from the last state
+    let (l, b, c) = context.dim();
+    let h0 = model.initial_states(p, b);
+    let st = model.forward(p, context, h0.view());
+    let mut out = Array3::zeros((horizon, b, c));
+    let mut last = st.slice(s![l - 1..=l, .., ..]).to_owned();
+    for k in 0..horizon {
+        let y = model.readout_forward(p, last.view());
+        out.slice_mut(s![k, .., ..]).assign(&y);
+        if k + 1 < horizon {
+            let x = y.into_shape_with_order((1, b, c)).expect("one step");
+            last = model.forward(p, x.view(), last.slice(s![1, .., ..]));
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Errors {
+    pub mse: f64,
+    pub mae: f64,
+    /// the same for the naive forecast (the last look-back row repeated)
+    pub naive_mse: f64,
+    pub naive_mae: f64,
+    pub windows: usize,
+}
+
+/// Errors over every window of `series` (standardised): starts 0, 1, ...
+/// while L + H rows fit, in batches of `batch` windows.
+pub fn split_errors(model: &Model, p: &[f32], series: &Array2<f32>, lookback: usize, horizon: usize, mode: ForecastMode, batch: usize) -> Result<Errors> {
+    let (n, c) = series.dim();
+    ensure!(n >= lookback + horizon, "the split has {n} rows, fewer than look-back {lookback} + horizon {horizon}");
+    ensure!(model.dims().input == c && model.dims().output == c, "the model reads {} and predicts {} channels; the series has {c}", model.dims().input, model.dims().output);
+    let starts: Vec<usize> = (0..=n - lookback - horizon).collect();
+    let (mut se, mut ae, mut nse, mut nae) = (0.0, 0.0, 0.0, 0.0);
+    for chunk in starts.chunks(batch.max(1)) {
+        let b = chunk.len();
+        let ctx = Array3::from_shape_fn((lookback, b, c), |(t, j, k)| series[[chunk[j] + t, k]]);
+        let pred = predict(model, p, ctx.view(), horizon, mode);
+        ensure!(pred.iter().all(|v| v.is_finite()), "the model's forecast is not finite for windows from row {}", chunk[0]);
+        for (j, &s0) in chunk.iter().enumerate() {
+            for t in 0..horizon {
+                for k in 0..c {
+                    let truth = series[[s0 + lookback + t, k]] as f64;
+                    let e = pred[[t, j, k]] as f64 - truth;
+                    let ne = series[[s0 + lookback - 1, k]] as f64 - truth;
+                    se += e * e;
+                    ae += e.abs();
+                    nse += ne * ne;
+                    nae += ne.abs();
+                }
+            }
+        }
+    }
+    let m = (starts.len() * horizon * c) as f64;
+    Ok(Errors { mse: se / m, mae: ae / m, naive_mse: nse / m, naive_mae: nae / m, windows: starts.len() })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ForecastEval {
+    /// test split, standardised scale, all channels
+    pub mse: f64,
+    pub mae: f64,
+    pub naive_mse: f64,
+    pub naive_mae: f64,
+    pub test: Errors,
+    pub valid: Errors,
+    pub lookback: usize,
+    pub horizon: usize,
+    pub mode: ForecastMode,
+    pub step: u64,
+    pub device: String,
+}
+
+/// The run's model and parameters at its checkpoint.
+fn load_run(dir: &Path, cfg: &TrainConfig, channels: usize) -> Result<(Model, Checkpoint)> {
+    let dims = Dims { input: channels, hidden: cfg.hidden, output: channels };
+    let model = Model::build(cfg.model, dims, &cfg.model_options())?;
+    let ck = Checkpoint::load(&model, &dir.join(CHECKPOINT_FILE))?;
+    Ok((model, ck))
+}
+
+/// Validation and test errors of a forecasting run's checkpoint (on the CPU:
+/// the rollout is sequential and small).
+pub fn evaluate(dir: &Path, cfg: &TrainConfig) -> Result<ForecastEval> {
+    ensure!(cfg.task == TaskKind::Ett, "{} is not a forecasting run", dir.display());
+    let file = cfg.data.as_deref().context("the run's config names no --data file")?;
+    let series = ett::load(Path::new(file))?;
+    let sp = ett::splits(&series, cfg.lookback)?;
+    let (model, ck) = load_run(dir, cfg, series.channels())?;
+    let batch = 256;
+    let valid = split_errors(&model, &ck.params, &sp.valid, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
+    let test = split_errors(&model, &ck.params, &sp.test, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
+    Ok(ForecastEval {
+        mse: test.mse,
+        mae: test.mae,
+        naive_mse: test.naive_mse,
+        naive_mae: test.naive_mae,
+        test,
+        valid,
+        lookback: cfg.lookback,
+        horizon: cfg.horizon,
+        mode: cfg.forecast_mode,
+        step: ck.step,
+        device: "cpu (rollout)".into(),
+    })
+}
+
+/// The run's training statistics: its scaler.json, else refitted from its data.
+pub fn scaler(dir: &Path, cfg: &TrainConfig) -> Result<Standardiser> {
+    let path = dir.join(SCALER_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| format!("{} is unusable", path.display()));
+    }
+    let file = cfg.data.as_deref().context("the run has no scaler.json and its config names no --data file")?;
+    Ok(ett::splits(&ett::load(Path::new(file))?, cfg.lookback)?.scaler)
+}
+
+/// `longmem forecast`: the `horizon` rows after the last `lookback` rows of
+/// `context` (a CSV like the training data), in the data's own units.
+pub fn forecast(dir: &Path, cfg: &TrainConfig, context: &Path, horizon: usize) -> Result<(Vec<String>, Array2<f32>)> {
+    ensure!(cfg.task == TaskKind::Ett, "{} is not a forecasting run", dir.display());
+    ensure!(horizon >= 1, "--horizon must be at least 1");
+    let sc = scaler(dir, cfg)?;
+    let series = ett::load(context)?;
+    ensure!(series.columns == sc.columns, "{} has columns {:?}; the run was trained on {:?}", context.display(), series.columns, sc.columns);
+    let l = cfg.lookback;
+    ensure!(series.len() >= l, "{} has {} rows; the run forecasts from a look-back of {l}", context.display(), series.len());
+    let z = sc.apply(series.values.slice(s![series.len() - l.., ..]));
+    let (model, ck) = load_run(dir, cfg, series.channels())?;
+    let c = series.channels();
+    let ctx = z.into_shape_with_order((l, 1, c)).expect("one window");
+    let pred = match cfg.forecast_mode {
+        // on the trained clock: τ runs past 1 beyond the trained horizon
+        ForecastMode::Feedback => rollout(&model, &ck.params, ctx.view(), horizon, cfg.lookback + cfg.horizon - 1),
+        // on the trained window, cut to the rows asked for
+        ForecastMode::Direct => {
+            ensure!(horizon <= cfg.horizon, "the run forecasts {} rows directly (its --horizon); ask for at most that many", cfg.horizon);
+            predict(&model, &ck.params, ctx.view(), cfg.horizon, ForecastMode::Direct).slice(s![..horizon, .., ..]).to_owned()
+        }
+    };
+    let pred = pred.into_shape_with_order((horizon, c)).expect("one window");
+    Ok((sc.columns.clone(), sc.invert(pred.view())))
+}
