@@ -107,6 +107,10 @@ pub struct TrainConfig {
     pub forecast_mode: crate::tasks::ett::ForecastMode,
     /// feedback mode: each horizon input is the data with this probability, else the model's own prediction
     pub forcing: f64,
+    /// msd, lotka: simulated training trajectories
+    pub sim_trajectories: usize,
+    /// WARP-Phys on msd, lotka: the root network outputs the system's parameters, one integration step predicts
+    pub warp_phys: bool,
     // --- language modelling (tasks ptb, text) and pixel MNIST (mnist, pmnist)
     /// the PTB folder, the text file, or the MNIST folder
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,8 @@ impl Default for TrainConfig {
             lookback: 96,
             forecast_mode: crate::tasks::ett::ForecastMode::Direct,
             forcing: 1.0,
+            sim_trajectories: 512,
+            warp_phys: false,
             data: None,
             level: "word".into(),
             bptt: 35,
@@ -285,8 +291,11 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.forcing) {
             bail!("--forcing must be a probability in [0, 1], got {}", self.forcing);
         }
-        if self.forecast_mode == crate::tasks::ett::ForecastMode::Feedback && (self.model != ModelKind::Warp || self.task != TaskKind::Ett) {
-            bail!("--forecast-mode feedback (fed-back predictions) is for --model warp on --task ett");
+        if self.forecast_mode == crate::tasks::ett::ForecastMode::Feedback && (self.model != ModelKind::Warp || !self.task.is_forecasting()) {
+            bail!("--forecast-mode feedback (fed-back predictions) is for --model warp on a forecasting task (ett, msd, lotka)");
+        }
+        if self.warp_phys && (self.model != ModelKind::Warp || self.task.system().is_none() || self.forecast_mode != crate::tasks::ett::ForecastMode::Feedback) {
+            bail!("--warp-phys needs --model warp on --task msd or lotka with --forecast-mode feedback (each step integrates from the state before it)");
         }
         if self.task.is_lm() {
             return self.validate_lm();
@@ -382,6 +391,7 @@ impl TrainConfig {
             root_depth: self.root_depth,
             root_act: self.root_act,
             theta0: self.theta0,
+            warp_phys: if self.warp_phys { self.task.system() } else { None },
         }
     }
 
@@ -410,7 +420,7 @@ impl TrainConfig {
             // an image is 784 steps whatever --seq-len said
             self.seq_len = crate::data::mnist::PIXELS;
         }
-        if self.task == TaskKind::Ett {
+        if self.task.is_forecasting() {
             // a window's inputs: the look-back and all but the last horizon row
             self.seq_len = self.lookback + self.horizon.max(1) - 1;
         }
@@ -434,7 +444,16 @@ impl TrainConfig {
                 let (mut f, _) = crate::tasks::ett::Forecasting::load(Path::new(file), self.lookback, self.horizon)?;
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
-                Ok(Task::ett(f))
+                Ok(Task::ett(TaskKind::Ett, f))
+            }
+            TaskKind::Msd | TaskKind::Lotka => {
+                let system = self.task.system().expect("a dynamics task");
+                let rows = self.lookback + self.horizon;
+                let (series, _) = crate::tasks::dynamics::trajectories(system, crate::tasks::dynamics::Split::Train, self.sim_trajectories, rows, self.seed)?;
+                let mut f = crate::tasks::ett::Forecasting::new(series, self.lookback, self.horizon)?;
+                f.forcing = self.forcing;
+                f.mode = self.forecast_mode;
+                Ok(Task::ett(self.task, f))
             }
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),
             TaskKind::DelayedCopy | TaskKind::DelayedXor => Task::delayed(self.task, self.seq_len, self.delay),

@@ -87,7 +87,7 @@ struct TrainArgs {
     /// run directory (default runs/<task>-<model>-<time>)
     #[arg(long)]
     out: Option<PathBuf>,
-    /// copy | adding | filter | delayed-copy | delayed-xor | ptb | text | mnist | pmnist | ett
+    /// copy | adding | filter | delayed-copy | delayed-xor | ptb | text | mnist | pmnist | ett | msd | lotka
     #[arg(long)]
     task: Option<String>,
     /// T: the copy task's delay, the adding problem's length
@@ -226,6 +226,12 @@ struct TrainArgs {
     /// ett: direct (horizon inputs hold the last look-back row) | feedback (the model's own predictions; warp)
     #[arg(long)]
     forecast_mode: Option<String>,
+    /// warp on msd, lotka (with --forecast-mode feedback): WARP-Phys, the root outputs the system's parameters
+    #[arg(long)]
+    warp_phys: bool,
+    /// msd, lotka: simulated training trajectories (512)
+    #[arg(long, value_name = "N")]
+    sim_trajectories: Option<usize>,
     /// ett feedback mode: probability that a horizon input is the data rather than the model's prediction
     #[arg(long, value_name = "P")]
     forcing: Option<f64>,
@@ -523,6 +529,10 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(root_depth);
     set!(lookback);
     set!(forcing);
+    set!(sim_trajectories);
+    if a.warp_phys {
+        c.warp_phys = true;
+    }
     if let Some(v) = &a.forecast_mode {
         c.forecast_mode = longmem::tasks::ett::ForecastMode::parse(v)?;
     }
@@ -623,7 +633,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if cfg.task == longmem::tasks::TaskKind::Ett {
+    if cfg.task.is_forecasting() {
         let r = longmem::train::forecast::evaluate(&a.run, &cfg)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&r)?);

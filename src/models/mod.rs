@@ -126,6 +126,8 @@ pub struct ModelOptions {
     pub root_depth: usize,
     pub root_act: warp::RootAct,
     pub theta0: warp::Theta0,
+    /// WARP-Phys: decode through this system's integrator
+    pub warp_phys: Option<crate::tasks::dynamics::System>,
 }
 
 impl Default for ModelOptions {
@@ -140,6 +142,7 @@ impl Default for ModelOptions {
             root_depth: 1,
             root_act: warp::RootAct::Relu,
             theta0: warp::Theta0::Learned,
+            warp_phys: None,
         }
     }
 }
@@ -211,7 +214,7 @@ impl Model {
                 Model::Scrn(scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias))
             }
             ModelKind::Urnn => Model::Urnn(urnn::Urnn::new(dims, o.bias)?),
-            ModelKind::Warp => Model::Warp(warp::Warp::new(dims, o.root_depth, o.root_act, o.theta0)?),
+            ModelKind::Warp => Model::Warp(warp::Warp::new(dims, o.root_depth, o.root_act, o.theta0, o.warp_phys)?),
         })
     }
 

@@ -38,8 +38,9 @@ impl ForecastMode {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Forecasting {
-    /// the standardised training split
-    pub train: Array2<f32>,
+    /// the training series: ETT's standardised training split, or many
+    /// simulated trajectories (`tasks::dynamics`)
+    pub train: Vec<Array2<f32>>,
     pub lookback: usize,
     pub horizon: usize,
     /// mean squared one-step change on the training split: the loss of
@@ -56,20 +57,27 @@ impl Forecasting {
     pub fn load(path: &Path, lookback: usize, horizon: usize) -> Result<(Self, Splits)> {
         let series = ett::load(path)?;
         let sp = ett::splits(&series, lookback)?;
-        Ok((Self::new(sp.train.clone(), lookback, horizon)?, sp))
+        Ok((Self::new(vec![sp.train.clone()], lookback, horizon)?, sp))
     }
 
-    pub fn new(train: Array2<f32>, lookback: usize, horizon: usize) -> Result<Self> {
+    pub fn new(train: Vec<Array2<f32>>, lookback: usize, horizon: usize) -> Result<Self> {
         ensure!(lookback >= 1 && horizon >= 1, "forecasting needs --lookback L >= 1 and --horizon H >= 1");
-        let n = train.dim().0;
-        ensure!(n >= lookback + horizon, "the training split has {n} rows, fewer than one window of look-back {lookback} + horizon {horizon}");
-        let d = &train.slice(ndarray::s![1.., ..]) - &train.slice(ndarray::s![..n - 1, ..]);
-        let naive_step_mse = d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d.len() as f64;
-        Ok(Forecasting { train, lookback, horizon, naive_step_mse, forcing: 1.0, mode: ForecastMode::Direct })
+        ensure!(!train.is_empty(), "no training series");
+        let c = train[0].dim().1;
+        let (mut sq, mut count) = (0.0, 0usize);
+        for s in &train {
+            let n = s.dim().0;
+            ensure!(s.dim().1 == c, "training series differ in their channels");
+            ensure!(n >= lookback + horizon, "a training series has {n} rows, fewer than one window of look-back {lookback} + horizon {horizon}");
+            let d = &s.slice(ndarray::s![1.., ..]) - &s.slice(ndarray::s![..n - 1, ..]);
+            sq += d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+            count += d.len();
+        }
+        Ok(Forecasting { train, lookback, horizon, naive_step_mse: sq / count as f64, forcing: 1.0, mode: ForecastMode::Direct })
     }
 
     pub fn channels(&self) -> usize {
-        self.train.dim().1
+        self.train[0].dim().1
     }
 
     /// Inputs per window: every row but the last, whose value is only a target.
@@ -77,14 +85,20 @@ impl Forecasting {
         self.lookback + self.horizon - 1
     }
 
-    /// `b` windows from random starts in the training split.
+    /// `b` windows from random series and starts.
     pub fn sample(&self, b: usize, rng: &mut Rng) -> Batch {
         let w = self.lookback + self.horizon;
-        let starts: Vec<usize> = (0..b).map(|_| rng.below(self.train.dim().0 - w + 1)).collect();
-        let mut batch = windows(&self.train, &starts, w);
+        let picks: Vec<(usize, usize)> = (0..b)
+            .map(|_| {
+                let i = rng.below(self.train.len());
+                (i, rng.below(self.train[i].dim().0 - w + 1))
+            })
+            .collect();
+        let mut batch = windows(&self.train, &picks, w);
         if self.mode == ForecastMode::Direct {
             hold_horizon(&mut batch.x, self.lookback);
-        } else if self.forcing < 1.0 {
+        } else {
+            // fed back where the coin says; all zeros still takes the autoregressive path
             let rows = batch.seq_len() * b;
             let first = self.lookback * b;
             batch.feedback = Some((0..rows).map(|r| if r >= first && rng.uniform() >= self.forcing { 1.0 } else { 0.0 }).collect());
@@ -101,14 +115,14 @@ pub fn hold_horizon(x: &mut Array3<f32>, lookback: usize) {
     }
 }
 
-/// Teacher-forced next-row batches for windows of `w` rows at `starts`.
-pub fn windows(series: &Array2<f32>, starts: &[usize], w: usize) -> Batch {
-    let (b, c, t) = (starts.len(), series.dim().1, w - 1);
-    let x = Array3::from_shape_fn((t, b, c), |(i, j, k)| series[[starts[j] + i, k]]);
+/// Next-row batches for windows of `w` rows at (series, start) `picks`.
+pub fn windows(series: &[Array2<f32>], picks: &[(usize, usize)], w: usize) -> Batch {
+    let (b, c, t) = (picks.len(), series[0].dim().1, w - 1);
+    let x = Array3::from_shape_fn((t, b, c), |(i, j, k)| series[picks[j].0][[picks[j].1 + i, k]]);
     let mut y = Vec::with_capacity(t * b * c);
     for i in 0..t {
-        for &s in starts {
-            y.extend(series.row(s + i + 1).iter());
+        for &(si, s) in picks {
+            y.extend(series[si].row(s + i + 1).iter());
         }
     }
     Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
@@ -121,9 +135,9 @@ mod tests {
     #[test]
     fn windows_predict_the_next_row() {
         let series = Array2::from_shape_fn((30, 2), |(i, j)| (i * 10 + j) as f32);
-        let f = Forecasting::new(series.clone(), 4, 3).unwrap();
+        let f = Forecasting::new(vec![series.clone()], 4, 3).unwrap();
         assert_eq!(f.seq_len(), 6);
-        let b = windows(&series, &[5, 0], 7);
+        let b = windows(&[series.clone()], &[(0, 5), (0, 0)], 7);
         assert_eq!(b.x.dim(), (6, 2, 2));
         assert_eq!(b.x[[0, 0, 1]], 51.0);
         assert_eq!(b.x[[5, 1, 0]], 50.0);
@@ -134,6 +148,6 @@ mod tests {
         assert_eq!(&y[(5 * 2 + 1) * 2..(5 * 2 + 1) * 2 + 2], &[60.0, 61.0]);
         // the one-step change is 10 in every channel
         assert!((f.naive_step_mse - 100.0).abs() < 1e-9);
-        assert!(Forecasting::new(series, 20, 11).is_err());
+        assert!(Forecasting::new(vec![series], 20, 11).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! of the run's seed, so the CPU and GPU paths see identical data.
 
 mod delayed;
+pub mod dynamics;
 pub mod ett;
 mod filter;
 pub mod mnist;
@@ -34,6 +35,10 @@ pub enum TaskKind {
     Pmnist,
     /// multichannel forecasting from a CSV series (ETTh1/ETTh2)
     Ett,
+    /// forecasting simulated damped mass-spring trajectories
+    Msd,
+    /// forecasting simulated Lotka-Volterra trajectories
+    Lotka,
 }
 
 impl TaskKind {
@@ -49,13 +54,29 @@ impl TaskKind {
             "mnist" => TaskKind::Mnist,
             "pmnist" => TaskKind::Pmnist,
             "ett" => TaskKind::Ett,
-            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist, pmnist or ett"),
+            "msd" => TaskKind::Msd,
+            "lotka" => TaskKind::Lotka,
+            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist, pmnist, ett, msd or lotka"),
         })
     }
 
     /// Language modelling over a corpus (trained by `train::lm`).
     pub fn is_lm(self) -> bool {
         matches!(self, TaskKind::Ptb | TaskKind::Text)
+    }
+
+    /// Forecasting: a look-back, then a horizon (train::forecast evaluates).
+    pub fn is_forecasting(self) -> bool {
+        matches!(self, TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka)
+    }
+
+    /// The simulated system of a dynamics task.
+    pub fn system(self) -> Option<dynamics::System> {
+        match self {
+            TaskKind::Msd => Some(dynamics::System::Msd),
+            TaskKind::Lotka => Some(dynamics::System::Lotka),
+            _ => None,
+        }
     }
 
     /// Pixel MNIST, plain or permuted (images from `--data`).
@@ -147,7 +168,7 @@ impl Task {
             TaskKind::DelayedCopy | TaskKind::DelayedXor => bail!("the delayed tasks are made with Task::delayed"),
             TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from a corpus (train::lm)"),
             TaskKind::Mnist | TaskKind::Pmnist => bail!("the MNIST tasks are made with Task::mnist"),
-            TaskKind::Ett => bail!("the forecasting task is made with Task::ett"),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => bail!("the forecasting tasks are made with Task::ett"),
             _ => Ok(Task { kind, t, filter: None, delay: 0, mnist: None, ett: None }),
         }
     }
@@ -166,8 +187,8 @@ impl Task {
     }
 
     /// Pixel MNIST on these images: permuted when `data.perm` is set.
-    pub fn ett(data: ett::Forecasting) -> Self {
-        Task { kind: TaskKind::Ett, t: data.seq_len(), filter: None, delay: 0, mnist: None, ett: Some(std::sync::Arc::new(data)) }
+    pub fn ett(kind: TaskKind, data: ett::Forecasting) -> Self {
+        Task { kind, t: data.seq_len(), filter: None, delay: 0, mnist: None, ett: Some(std::sync::Arc::new(data)) }
     }
 
     fn series(&self) -> &ett::Forecasting {
@@ -201,7 +222,7 @@ impl Task {
             TaskKind::Adding => 2,
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Mnist | TaskKind::Pmnist => 1,
-            TaskKind::Ett => self.series().channels(),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().channels(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
@@ -212,21 +233,21 @@ impl Task {
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
             TaskKind::Mnist | TaskKind::Pmnist => crate::data::mnist::CLASSES,
-            TaskKind::Ett => self.series().channels(),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().channels(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
             TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist => LossKind::CrossEntropy,
-            TaskKind::Adding | TaskKind::Filter | TaskKind::Ett => LossKind::Mse,
+            TaskKind::Adding | TaskKind::Filter | TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => LossKind::Mse,
         }
     }
     /// Number of time steps of one sequence.
     pub fn seq_len(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
-            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist | TaskKind::Ett => self.t,
+            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist | TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.t,
             TaskKind::Filter => match self.spec().objective {
                 Objective::Sampled => self.t,
                 Objective::Population => self.spec().population_lags(),
@@ -245,7 +266,7 @@ impl Task {
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
             TaskKind::Mnist | TaskKind::Pmnist => mnist::baseline_loss(),
             // predicting each next row as the current one
-            TaskKind::Ett => self.series().naive_step_mse,
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().naive_step_mse,
             TaskKind::Ptb | TaskKind::Text => f64::NAN,
         }
     }
@@ -275,7 +296,7 @@ impl Task {
             TaskKind::DelayedCopy => delayed::batch(delayed::Delayed::Copy, self.t, self.delay, batch, rng),
             TaskKind::DelayedXor => delayed::batch(delayed::Delayed::Xor, self.t, self.delay, batch, rng),
             TaskKind::Mnist | TaskKind::Pmnist => self.images().sample(batch, rng),
-            TaskKind::Ett => self.series().sample(batch, rng),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().sample(batch, rng),
             // Task::new refuses these kinds: their batches come from train::lm
             TaskKind::Ptb | TaskKind::Text => unreachable!("no Task is made for a language-modelling kind"),
         }

@@ -9,6 +9,7 @@ use super::run::CHECKPOINT_FILE;
 use crate::config::TrainConfig;
 use crate::data::ett::{self, Standardiser};
 use crate::models::{Dims, Model};
+use crate::tasks::dynamics;
 use crate::tasks::ett::{hold_horizon, ForecastMode};
 use crate::tasks::TaskKind;
 use anyhow::{ensure, Context, Result};
@@ -71,20 +72,25 @@ pub struct Errors {
     pub windows: usize,
 }
 
-/// Errors over every window of `series` (standardised): starts 0, 1, ...
-/// while L + H rows fit, in batches of `batch` windows.
-pub fn split_errors(model: &Model, p: &[f32], series: &Array2<f32>, lookback: usize, horizon: usize, mode: ForecastMode, batch: usize) -> Result<Errors> {
-    let (n, c) = series.dim();
-    ensure!(n >= lookback + horizon, "the split has {n} rows, fewer than look-back {lookback} + horizon {horizon}");
+/// Errors over every window of every series: starts 0, 1, ... while L + H
+/// rows fit, in batches of `batch` windows.
+pub fn split_errors(model: &Model, p: &[f32], series: &[Array2<f32>], lookback: usize, horizon: usize, mode: ForecastMode, batch: usize) -> Result<Errors> {
+    let c = series.first().context("no series to evaluate")?.dim().1;
     ensure!(model.dims().input == c && model.dims().output == c, "the model reads {} and predicts {} channels; the series has {c}", model.dims().input, model.dims().output);
-    let starts: Vec<usize> = (0..=n - lookback - horizon).collect();
+    let mut starts = Vec::new();
+    for (i, s) in series.iter().enumerate() {
+        let n = s.dim().0;
+        ensure!(n >= lookback + horizon, "a series has {n} rows, fewer than look-back {lookback} + horizon {horizon}");
+        starts.extend((0..=n - lookback - horizon).map(|t| (i, t)));
+    }
     let (mut se, mut ae, mut nse, mut nae) = (0.0, 0.0, 0.0, 0.0);
     for chunk in starts.chunks(batch.max(1)) {
         let b = chunk.len();
-        let ctx = Array3::from_shape_fn((lookback, b, c), |(t, j, k)| series[[chunk[j] + t, k]]);
+        let ctx = Array3::from_shape_fn((lookback, b, c), |(t, j, k)| series[chunk[j].0][[chunk[j].1 + t, k]]);
         let pred = predict(model, p, ctx.view(), horizon, mode);
-        ensure!(pred.iter().all(|v| v.is_finite()), "the model's forecast is not finite for windows from row {}", chunk[0]);
-        for (j, &s0) in chunk.iter().enumerate() {
+        ensure!(pred.iter().all(|v| v.is_finite()), "the model's forecast is not finite for windows from row {} of series {}", chunk[0].1, chunk[0].0);
+        for (j, &(si, s0)) in chunk.iter().enumerate() {
+            let series = &series[si];
             for t in 0..horizon {
                 for k in 0..c {
                     let truth = series[[s0 + lookback + t, k]] as f64;
@@ -104,7 +110,7 @@ pub fn split_errors(model: &Model, p: &[f32], series: &Array2<f32>, lookback: us
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ForecastEval {
-    /// test split, standardised scale, all channels
+    /// test split (ETT: standardised scale), all channels
     pub mse: f64,
     pub mae: f64,
     pub naive_mse: f64,
@@ -126,17 +132,30 @@ fn load_run(dir: &Path, cfg: &TrainConfig, channels: usize) -> Result<(Model, Ch
     Ok((model, ck))
 }
 
+/// Trajectories of a dynamics task's validation and test splits.
+pub const SIM_EVAL_TRAJECTORIES: usize = 256;
+
+/// The validation and test series of a forecasting run (ETT: standardised).
+pub fn eval_series(cfg: &TrainConfig) -> Result<(Vec<Array2<f32>>, Vec<Array2<f32>>)> {
+    if let Some(system) = cfg.task.system() {
+        let rows = cfg.lookback + cfg.horizon;
+        let sim = |split| dynamics::trajectories(system, split, SIM_EVAL_TRAJECTORIES, rows, cfg.seed).map(|(s, _)| s);
+        return Ok((sim(dynamics::Split::Valid)?, sim(dynamics::Split::Test)?));
+    }
+    let file = cfg.data.as_deref().context("the run's config names no --data file")?;
+    let sp = ett::splits(&ett::load(Path::new(file))?, cfg.lookback)?;
+    Ok((vec![sp.valid], vec![sp.test]))
+}
+
 /// Validation and test errors of a forecasting run's checkpoint (on the CPU:
 /// the rollout is sequential and small).
 pub fn evaluate(dir: &Path, cfg: &TrainConfig) -> Result<ForecastEval> {
-    ensure!(cfg.task == TaskKind::Ett, "{} is not a forecasting run", dir.display());
-    let file = cfg.data.as_deref().context("the run's config names no --data file")?;
-    let series = ett::load(Path::new(file))?;
-    let sp = ett::splits(&series, cfg.lookback)?;
-    let (model, ck) = load_run(dir, cfg, series.channels())?;
+    ensure!(cfg.task.is_forecasting(), "{} is not a forecasting run", dir.display());
+    let (valid_s, test_s) = eval_series(cfg)?;
+    let (model, ck) = load_run(dir, cfg, test_s[0].dim().1)?;
     let batch = 256;
-    let valid = split_errors(&model, &ck.params, &sp.valid, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
-    let test = split_errors(&model, &ck.params, &sp.test, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
+    let valid = split_errors(&model, &ck.params, &valid_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
+    let test = split_errors(&model, &ck.params, &test_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
     Ok(ForecastEval {
         mse: test.mse,
         mae: test.mae,
@@ -166,7 +185,7 @@ pub fn scaler(dir: &Path, cfg: &TrainConfig) -> Result<Standardiser> {
 /// `longmem forecast`: the `horizon` rows after the last `lookback` rows of
 /// `context` (a CSV like the training data), in the data's own units.
 pub fn forecast(dir: &Path, cfg: &TrainConfig, context: &Path, horizon: usize) -> Result<(Vec<String>, Array2<f32>)> {
-    ensure!(cfg.task == TaskKind::Ett, "{} is not a forecasting run", dir.display());
+    ensure!(cfg.task == TaskKind::Ett, "{} is not a run trained on a CSV series (--task ett): forecast its own test trajectories with `longmem eval`", dir.display());
     ensure!(horizon >= 1, "--horizon must be at least 1");
     let sc = scaler(dir, cfg)?;
     let series = ett::load(context)?;

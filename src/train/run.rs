@@ -123,7 +123,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0))
     };
     write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
-    if let Some(f) = &task.ett {
+    if let (Some(f), TaskKind::Ett) = (&task.ett, cfg.task) {
         // what `longmem forecast` standardises a new series with
         let file = cfg.data.as_deref().context("a forecasting task has --data")?;
         let sc = crate::data::ett::splits(&crate::data::ett::load(std::path::Path::new(file))?, f.lookback)?.scaler;
@@ -330,7 +330,7 @@ pub struct EvalReport {
 pub fn evaluate(dir: &Path, engine: &Engine, batches: usize, seed: Option<u64>) -> Result<EvalReport> {
     let cfg = TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("{} is not a run directory", dir.display()))?;
     // fresh batches of an MNIST task would be training images
-    if cfg.task == TaskKind::Ett {
+    if cfg.task.is_forecasting() {
         bail!("{} is a forecasting run: evaluate it on its validation and test splits with train::forecast::evaluate", dir.display());
     }
     if cfg.task.is_mnist() {

@@ -22,6 +22,18 @@ pub struct ArTrace<F> {
 }
 
 impl Warp {
+    /// One row's output: the root network's, or (WARP-Phys) the integration
+    /// step from the state `u` with the root's parameters.
+    pub(super) fn decode_row<F: Real>(&self, theta: &[F], tau_t: F, u: &[F], raw: &mut [F], sc: &mut RootScratch<F>, y: &mut [F]) {
+        match self.phys {
+            None => self.root_row(theta, tau_t, sc.acts_mut(), y),
+            Some(sys) => {
+                self.root_row(theta, tau_t, sc.acts_mut(), raw);
+                super::phys::step(sys, raw, u, y);
+            }
+        }
+    }
+
     fn delta_row<F: Real>(&self, inputs: &Array3<F>, t: usize, out: &mut Array2<F>) {
         let (t_len, _, c) = inputs.dim();
         if t == 0 {
@@ -50,6 +62,7 @@ impl Warp {
         states.slice_mut(s![0, .., ..]).assign(&self.theta0_rows(p, x.slice(s![0, .., ..])).0);
         let mut delta = Array2::zeros((batch, c + 1));
         let mut sc = RootScratch::new(self);
+        let mut raw = vec![F::zero(); self.root.layers.last().expect("a layer").out];
         for t in 0..t_len {
             for b in 0..batch {
                 let own = t > 0 && feedback[t * batch + b] > 0.5;
@@ -63,8 +76,9 @@ impl Warp {
             let tau_t = tau::<F>(t, t_len);
             for b in 0..batch {
                 let theta = states.slice(s![t + 1, b, ..]);
+                let u = inputs.slice(s![t, b, ..]);
                 let mut row = y.row_mut(t * batch + b);
-                self.root_row(theta.as_slice().expect("row"), tau_t, sc.acts_mut(), row.as_slice_mut().expect("row"));
+                self.decode_row(theta.as_slice().expect("row"), tau_t, u.as_slice().expect("row"), &mut raw, &mut sc, row.as_slice_mut().expect("row"));
             }
         }
         ArTrace { states, inputs, y }
@@ -88,6 +102,9 @@ impl Warp {
         let mut delta = Array2::zeros((batch, c + 1));
         let mut dyt = vec![F::zero(); c];
         let mut sc = RootScratch::new(self);
+        let n_raw = self.root.layers.last().expect("a layer").out;
+        let mut raw = vec![F::zero(); n_raw];
+        let mut d_raw = vec![F::zero(); n_raw];
         for t in (0..t_len).rev() {
             let tau_t = tau::<F>(t, t_len);
             for b in 0..batch {
@@ -101,8 +118,23 @@ impl Warp {
                     }
                 }
                 let theta = tr.states.slice(s![t + 1, b, ..]);
+                let theta = theta.as_slice().expect("row");
                 let mut row = g.row_mut(b);
-                self.root_row_backward(theta.as_slice().expect("row"), tau_t, &dyt, row.as_slice_mut().expect("row"), &mut sc);
+                match self.phys {
+                    None => self.root_row_backward(theta, tau_t, &dyt, row.as_slice_mut().expect("row"), &mut sc),
+                    Some(sys) => {
+                        // through the integration step: to the raw parameters and to the state u_t
+                        let u = tr.inputs.slice(s![t, b, ..]);
+                        let u = u.as_slice().expect("row");
+                        self.root_row(theta, tau_t, sc.acts_mut(), &mut raw);
+                        let mut du = vec![F::zero(); c];
+                        super::phys::step_backward(sys, &raw, u, &dyt, &mut d_raw, &mut du);
+                        for k in 0..c {
+                            gu[[t, b, k]] = gu[[t, b, k]] + du[k];
+                        }
+                        self.root_row_backward(theta, tau_t, &d_raw, row.as_slice_mut().expect("row"), &mut sc);
+                    }
+                }
             }
             g.zip_mut_with(&g_next, |a, &b| *a = *a + b);
             self.delta_row(&tr.inputs, t, &mut delta);

@@ -277,7 +277,7 @@ impl<F: Real> RootScratch<F> {
 
     pub(super) fn new(w: &Warp) -> Self {
         let width = w.root.layers.iter().map(|l| l.out.max(l.inp)).max().unwrap_or(1);
-        RootScratch { acts: vec![F::zero(); w.root.hidden_total()], y: vec![F::zero(); w.dims.output], dz: vec![F::zero(); width], da: vec![F::zero(); width] }
+        RootScratch { acts: vec![F::zero(); w.root.hidden_total()], y: vec![F::zero(); w.root.layers.last().map_or(0, |l| l.out)], dz: vec![F::zero(); width], da: vec![F::zero(); width] }
     }
 }
 
@@ -307,7 +307,8 @@ impl Warp {
         let mut prev = context.slice(s![0, .., ..]).to_owned();
         let mut pred = Array2::<F>::zeros((batch, c));
         let mut out = Array3::zeros((horizon, batch, c));
-        let mut acts = vec![F::zero(); self.root.hidden_total()];
+        let mut sc = RootScratch::new(self);
+        let mut raw = vec![F::zero(); self.root.layers.last().expect("a layer").out];
         for t in 0..t_total {
             let u = if t < l { context.slice(s![t, .., ..]).to_owned() } else { pred.clone() };
             if t > 0 {
@@ -320,8 +321,9 @@ impl Warp {
             if t + 1 >= l {
                 for b in 0..batch {
                     let row = theta.row(b);
+                    let ub = u.row(b);
                     let mut y = pred.row_mut(b);
-                    self.root_row(row.as_slice().expect("row"), tau(t), &mut acts, y.as_slice_mut().expect("row"));
+                    self.decode_row(row.as_slice().expect("row"), tau(t), ub.as_slice().expect("row"), &mut raw, &mut sc, y.as_slice_mut().expect("row"));
                 }
                 out.slice_mut(s![t + 1 - l, .., ..]).assign(&pred);
             }

@@ -49,6 +49,9 @@ impl Warp {
         if io.tokens.is_some() {
             bail!("WARP on the GPU takes dense inputs, not token ids");
         }
+        if self.phys.is_some() {
+            bail!("WARP-Phys (--warp-phys) runs on the CPU path for now: pass --device cpu");
+        }
         let (d, din) = (self.root.size, self.dims.input);
         let rows = t_len * batch;
         let l = &self.layout;

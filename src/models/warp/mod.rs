@@ -16,6 +16,7 @@
 pub mod ar;
 mod cpu;
 pub mod gpu;
+pub mod phys;
 
 use super::{Dims, InitConfig};
 use crate::params::ParamLayout;
@@ -118,6 +119,9 @@ pub struct Warp {
     /// width of the hypernetwork's hidden layer (Theta0::Hyper)
     pub hyper_hidden: usize,
     pub root: Root,
+    /// WARP-Phys: the root outputs this system's parameters and one
+    /// integration step predicts the next state (fed-back mode only)
+    pub phys: Option<crate::tasks::dynamics::System>,
     /// the root network always has biases
     pub bias: bool,
     pub layout: ParamLayout,
@@ -127,11 +131,20 @@ pub struct Warp {
 pub const MAX_STATE: usize = 8192;
 
 impl Warp {
-    pub fn new(dims: Dims, depth: usize, act: RootAct, theta0: Theta0) -> Result<Self> {
+    pub fn new(dims: Dims, depth: usize, act: RootAct, theta0: Theta0, phys: Option<crate::tasks::dynamics::System>) -> Result<Self> {
         if depth == 0 {
             bail!("WARP's root network needs --root-depth >= 1 hidden layers");
         }
-        let root = Root::new(dims.hidden, depth, dims.output);
+        let root_out = match phys {
+            Some(sys) => {
+                if dims.input != sys.channels() || dims.output != sys.channels() {
+                    bail!("WARP-Phys for the {} reads and predicts its {} state variables, not {} and {}", sys.name(), sys.channels(), dims.input, dims.output);
+                }
+                phys::n_params(sys)
+            }
+            None => dims.output,
+        };
+        let root = Root::new(dims.hidden, depth, root_out);
         let d = root.size;
         if d > MAX_STATE {
             bail!("the root network has {d} weights (width {}, depth {depth}): A would be {d}×{d}; lower --hidden or --root-depth (at most {MAX_STATE} weights)", dims.hidden);
@@ -152,7 +165,7 @@ impl Warp {
                 layout.push("hyper_b2", &[d]);
             }
         }
-        Ok(Warp { dims, depth, act, theta0, hyper_hidden, root, bias: true, layout })
+        Ok(Warp { dims, depth, act, theta0, hyper_hidden, root, phys, bias: true, layout })
     }
 
     pub fn state_width(&self) -> usize {

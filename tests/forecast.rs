@@ -1,0 +1,146 @@
+//! Forecasting on the real ETTh1 file: the loader and splits, a short WARP
+//! run through the command line that beats the naive last-value forecast on
+//! the test split, `longmem forecast` on a new series, the fed-back mode
+//! end to end, and clear errors for bad input.
+
+use longmem::data::ett;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_longmem");
+
+/// `$LONGMEM_DATA/ett/ETTh1.csv`, else ../shared/data/ett beside the checkout.
+fn etth1() -> PathBuf {
+    let data = match std::env::var("LONGMEM_DATA") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+    };
+    data.join("ett/ETTh1.csv")
+}
+
+/// Tests that need the file say they skipped when it is absent, and fail
+/// with LONGMEM_REQUIRE_DATA=1.
+fn have_data(test: &str) -> bool {
+    let ok = etth1().exists();
+    if !ok {
+        assert!(std::env::var("LONGMEM_REQUIRE_DATA").as_deref() != Ok("1"), "{test}: no ETT data at {}", etth1().display());
+        eprintln!("SKIPPED {test}: no ETT data at {} (set LONGMEM_DATA)", etth1().display());
+    }
+    ok
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("longmem-forecast-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn longmem(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("the binary runs")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn etth1_loads_with_the_standard_splits() {
+    if !have_data("etth1_loads_with_the_standard_splits") {
+        return;
+    }
+    let s = ett::load(&etth1()).unwrap();
+    assert_eq!(s.columns, vec!["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]);
+    assert_eq!(s.len(), 17420);
+    let sp = ett::splits(&s, 96).unwrap();
+    assert_eq!((sp.train.dim().0, sp.valid.dim().0, sp.test.dim().0), (8640, 2880 + 96, 2880 + 96));
+    // the test split starts 96 rows before row 11,520 of the file
+    let want = (s.values[[11520 - 96, 6]] as f64 - sp.scaler.mean[6]) / sp.scaler.std[6];
+    assert!((sp.test[[0, 6]] as f64 - want).abs() < 1e-5);
+}
+
+/// Train a small WARP on ETTh1 (CPU), evaluate it, forecast from a new context.
+#[test]
+fn short_warp_run_beats_the_naive_forecast_and_forecasts_a_new_series() {
+    if !have_data("short_warp_run_beats_the_naive_forecast") {
+        return;
+    }
+    let dir = tmp("warp");
+    let data = etth1();
+    let d = dir.to_str().unwrap();
+    ok(&longmem(&[
+        "train", "--task", "ett", "--data", data.to_str().unwrap(), "--model", "warp", "--theta0", "hyper", "--hidden", "8", "--lookback", "48",
+        "--horizon", "24", "--steps", "300", "--batch", "16", "--device", "cpu", "--quiet", "--out", d,
+    ]));
+    assert!(dir.join("scaler.json").exists(), "the run keeps its training statistics");
+    let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", d, "--json"]))).unwrap();
+    let (mse, naive) = (r["mse"].as_f64().unwrap(), r["naive_mse"].as_f64().unwrap());
+    assert!(r["mae"].as_f64().unwrap() > 0.0 && r["naive_mae"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["test"]["windows"], 2880 - 24 + 1);
+    eprintln!("ETTh1 L=48 H=24 after 300 steps: test mse {mse:.4} (naive {naive:.4})");
+    assert!(mse < 0.9 * naive, "test MSE {mse} is not clearly below the naive forecast's {naive}");
+
+    // a new series: the first 200 rows of the file as its context
+    let text = std::fs::read_to_string(&data).unwrap();
+    let ctx = dir.join("context.csv");
+    std::fs::write(&ctx, text.lines().take(201).collect::<Vec<_>>().join("\n")).unwrap();
+    let csv = ok(&longmem(&["forecast", "--run", d, "--context", ctx.to_str().unwrap(), "--horizon", "10"]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "step,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT");
+    assert_eq!(lines.len(), 11);
+    // in the data's own units: the oil temperature stays within the series' range
+    let s = ett::load(&data).unwrap();
+    let (lo, hi) = s.values.column(6).iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    for l in &lines[1..] {
+        let v: Vec<f32> = l.split(',').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(v.len(), 8);
+        assert!(v[7] > lo - (hi - lo) && v[7] < hi + (hi - lo), "OT forecast {} outside any plausible range", v[7]);
+    }
+    // more rows than the run forecasts directly, and a file with other columns
+    let e = longmem(&["forecast", "--run", d, "--context", ctx.to_str().unwrap(), "--horizon", "25"]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("at most"));
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "date,a,b\nx,1,2\n").unwrap();
+    let e = longmem(&["forecast", "--run", d, "--context", bad.to_str().unwrap()]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("columns"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fed_back_mode_trains_and_evaluates() {
+    if !have_data("fed_back_mode_trains_and_evaluates") {
+        return;
+    }
+    let dir = tmp("feedback");
+    let d = dir.to_str().unwrap();
+    ok(&longmem(&[
+        "train", "--task", "ett", "--data", etth1().to_str().unwrap(), "--model", "warp", "--theta0", "hyper", "--hidden", "8", "--lookback", "48",
+        "--horizon", "24", "--steps", "100", "--batch", "16", "--lr", "3e-4", "--forecast-mode", "feedback", "--forcing", "0.5", "--device", "cpu",
+        "--quiet", "--out", d,
+    ]));
+    let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", d, "--json"]))).unwrap();
+    assert_eq!(r["mode"], "feedback");
+    assert!(r["mse"].as_f64().unwrap().is_finite());
+    // feedback is WARP's alone
+    let e = longmem(&["train", "--task", "ett", "--data", etth1().to_str().unwrap(), "--model", "lstm", "--forecast-mode", "feedback", "--out", d]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("warp"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_forecasting_settings_are_refused() {
+    let dir = tmp("bad");
+    let d = dir.to_str().unwrap();
+    let e = longmem(&["train", "--task", "ett", "--model", "warp", "--out", d]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--data"));
+    if have_data("bad_forecasting_settings_are_refused") {
+        let f = etth1();
+        let e = longmem(&["train", "--task", "ett", "--data", f.to_str().unwrap(), "--lookback", "9000", "--out", d]);
+        assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("look-back"), "{}", String::from_utf8_lossy(&e.stderr));
+        let e = longmem(&["train", "--task", "ett", "--data", f.to_str().unwrap(), "--model", "warp", "--forcing", "1.5", "--out", d]);
+        assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("probability"));
+    }
+    let missing = longmem(&["train", "--task", "ett", "--data", "/nonexistent.csv", "--out", d]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
