@@ -420,6 +420,10 @@ impl TrainConfig {
             // an image is 784 steps whatever --seq-len said
             self.seq_len = crate::data::mnist::PIXELS;
         }
+        if self.task == TaskKind::MnistCompletion {
+            // the rest of the image after the look-back pixels
+            self.horizon = crate::data::mnist::PIXELS.saturating_sub(self.lookback);
+        }
         if self.task.is_forecasting() {
             // a window's inputs: the look-back and all but the last horizon row
             self.seq_len = self.lookback + self.horizon.max(1) - 1;
@@ -445,6 +449,19 @@ impl TrainConfig {
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
                 Ok(Task::ett(TaskKind::Ett, f))
+            }
+            TaskKind::MnistCompletion => {
+                let dir = self.data.as_deref().with_context(|| "--task mnist-completion needs --data DIR, the MNIST folder")?;
+                let n = crate::data::mnist::PIXELS;
+                if self.lookback == 0 || self.lookback >= n {
+                    bail!("--task mnist-completion: --lookback is the pixels given (1..{n}), got {}", self.lookback);
+                }
+                let (train, _) = crate::tasks::mnist::train_valid(Path::new(dir))?;
+                let series = crate::tasks::mnist::image_series(&train, self.train_examples);
+                let mut f = crate::tasks::ett::Forecasting::new(series, self.lookback, n - self.lookback)?;
+                f.forcing = self.forcing;
+                f.mode = self.forecast_mode;
+                Ok(Task::ett(self.task, f))
             }
             TaskKind::Msd | TaskKind::Lotka => {
                 let system = self.task.system().expect("a dynamics task");

@@ -92,6 +92,12 @@ pub fn batch(set: &Mnist, idx: &[usize], perm: Option<&[u16]>) -> Batch {
     Batch { x, target: Target::Classes(cls), mask: mask.clone(), metric_mask: mask, loss_norm: None, tokens: None, carry_state: false, feedback: None }
 }
 
+/// Images as series for completion: each `(784, 1)`, pixel/255, row by row.
+pub fn image_series(set: &Mnist, limit: Option<usize>) -> Vec<ndarray::Array2<f32>> {
+    let n = limit.map_or(set.len(), |l| l.min(set.len()));
+    (0..n).map(|i| ndarray::Array2::from_shape_fn((PIXELS, 1), |(t, _)| set.image(i)[t] as f32 / 255.0)).collect()
+}
+
 /// A memoryless model can do no better than the class prior; ln 10 is the
 /// uniform guess's loss (MNIST's classes are nearly balanced).
 pub fn baseline_loss() -> f64 {

@@ -39,6 +39,9 @@ pub enum TaskKind {
     Msd,
     /// forecasting simulated Lotka-Volterra trajectories
     Lotka,
+    /// MNIST image completion: the rest of an image's pixels from its first
+    #[serde(rename = "mnist-completion")]
+    MnistCompletion,
 }
 
 impl TaskKind {
@@ -56,7 +59,8 @@ impl TaskKind {
             "ett" => TaskKind::Ett,
             "msd" => TaskKind::Msd,
             "lotka" => TaskKind::Lotka,
-            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist, pmnist, ett, msd or lotka"),
+            "mnist-completion" => TaskKind::MnistCompletion,
+            other => bail!("unknown task '{other}': expected copy, adding, filter, delayed-copy, delayed-xor, ptb, text, mnist, pmnist, ett, msd, lotka or mnist-completion"),
         })
     }
 
@@ -67,7 +71,7 @@ impl TaskKind {
 
     /// Forecasting: a look-back, then a horizon (train::forecast evaluates).
     pub fn is_forecasting(self) -> bool {
-        matches!(self, TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka)
+        matches!(self, TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion)
     }
 
     /// The simulated system of a dynamics task.
@@ -168,7 +172,7 @@ impl Task {
             TaskKind::DelayedCopy | TaskKind::DelayedXor => bail!("the delayed tasks are made with Task::delayed"),
             TaskKind::Ptb | TaskKind::Text => bail!("language-modelling tasks are made from a corpus (train::lm)"),
             TaskKind::Mnist | TaskKind::Pmnist => bail!("the MNIST tasks are made with Task::mnist"),
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => bail!("the forecasting tasks are made with Task::ett"),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => bail!("the forecasting tasks are made with Task::ett"),
             _ => Ok(Task { kind, t, filter: None, delay: 0, mnist: None, ett: None }),
         }
     }
@@ -222,7 +226,7 @@ impl Task {
             TaskKind::Adding => 2,
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Mnist | TaskKind::Pmnist => 1,
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().channels(),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().channels(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
@@ -233,21 +237,21 @@ impl Task {
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
             TaskKind::Mnist | TaskKind::Pmnist => crate::data::mnist::CLASSES,
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().channels(),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().channels(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
     pub fn loss_kind(&self) -> LossKind {
         match self.kind {
             TaskKind::Copy | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist => LossKind::CrossEntropy,
-            TaskKind::Adding | TaskKind::Filter | TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => LossKind::Mse,
+            TaskKind::Adding | TaskKind::Filter | TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => LossKind::Mse,
         }
     }
     /// Number of time steps of one sequence.
     pub fn seq_len(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.t + 2 * COPY_LEN,
-            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist | TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.t,
+            TaskKind::Adding | TaskKind::DelayedCopy | TaskKind::DelayedXor | TaskKind::Ptb | TaskKind::Text | TaskKind::Mnist | TaskKind::Pmnist | TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.t,
             TaskKind::Filter => match self.spec().objective {
                 Objective::Sampled => self.t,
                 Objective::Population => self.spec().population_lags(),
@@ -266,7 +270,7 @@ impl Task {
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
             TaskKind::Mnist | TaskKind::Pmnist => mnist::baseline_loss(),
             // predicting each next row as the current one
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().naive_step_mse,
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().naive_step_mse,
             TaskKind::Ptb | TaskKind::Text => f64::NAN,
         }
     }
@@ -296,7 +300,7 @@ impl Task {
             TaskKind::DelayedCopy => delayed::batch(delayed::Delayed::Copy, self.t, self.delay, batch, rng),
             TaskKind::DelayedXor => delayed::batch(delayed::Delayed::Xor, self.t, self.delay, batch, rng),
             TaskKind::Mnist | TaskKind::Pmnist => self.images().sample(batch, rng),
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka => self.series().sample(batch, rng),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().sample(batch, rng),
             // Task::new refuses these kinds: their batches come from train::lm
             TaskKind::Ptb | TaskKind::Text => unreachable!("no Task is made for a language-modelling kind"),
         }

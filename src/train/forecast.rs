@@ -142,6 +142,12 @@ pub fn eval_series(cfg: &TrainConfig) -> Result<(Vec<Array2<f32>>, Vec<Array2<f3
         let sim = |split| dynamics::trajectories(system, split, SIM_EVAL_TRAJECTORIES, rows, cfg.seed).map(|(s, _)| s);
         return Ok((sim(dynamics::Split::Valid)?, sim(dynamics::Split::Test)?));
     }
+    if cfg.task == TaskKind::MnistCompletion {
+        let dir = Path::new(cfg.data.as_deref().context("the run's config names no --data folder")?);
+        let (_, valid) = crate::tasks::mnist::train_valid(dir)?;
+        let test = crate::data::mnist::load(dir, crate::data::mnist::Split::Test)?;
+        return Ok((crate::tasks::mnist::image_series(&valid, None), crate::tasks::mnist::image_series(&test, None)));
+    }
     let file = cfg.data.as_deref().context("the run's config names no --data file")?;
     let sp = ett::splits(&ett::load(Path::new(file))?, cfg.lookback)?;
     Ok((vec![sp.valid], vec![sp.test]))
@@ -156,6 +162,7 @@ pub fn evaluate(dir: &Path, cfg: &TrainConfig) -> Result<ForecastEval> {
     let batch = 256;
     let valid = split_errors(&model, &ck.params, &valid_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
     let test = split_errors(&model, &ck.params, &test_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
+    plot_test_windows(dir, cfg, &model, &ck.params, &test_s)?;
     Ok(ForecastEval {
         mse: test.mse,
         mae: test.mae,
@@ -169,6 +176,50 @@ pub fn evaluate(dir: &Path, cfg: &TrainConfig) -> Result<ForecastEval> {
         step: ck.step,
         device: "cpu (rollout)".into(),
     })
+}
+
+/// forecast.svg in the run directory: three test windows, forecast against
+/// truth (every channel of a simulated system; ETT's oil temperature).
+fn plot_test_windows(dir: &Path, cfg: &TrainConfig, model: &Model, p: &[f32], test: &[Array2<f32>]) -> Result<()> {
+    let (l, h) = (cfg.lookback, cfg.horizon);
+    let picks: Vec<(usize, usize)> = if test.len() >= 3 {
+        (0..3).map(|i| (i, 0)).collect()
+    } else {
+        let n = test[0].dim().0 - l - h;
+        (0..3).map(|k| (0, k * n / 2)).collect()
+    };
+    let c = test[0].dim().1;
+    let ctx = Array3::from_shape_fn((l, picks.len(), c), |(t, j, k)| test[picks[j].0][[picks[j].1 + t, k]]);
+    let pred = predict(model, p, ctx.view(), h, cfg.forecast_mode);
+    let channels: Vec<usize> = if cfg.task.system().is_some() { (0..c).collect() } else { vec![c - 1] };
+    let mut panels = Vec::new();
+    for (j, &(si, s0)) in picks.iter().enumerate() {
+        for &k in &channels {
+            panels.push(crate::plot::ForecastPanel {
+                label: format!("test window {} (series {si}, row {s0}), channel {k}", j + 1),
+                truth: (0..l + h).map(|t| test[si][[s0 + t, k]]).collect(),
+                forecast: (0..h).map(|t| pred[[t, j, k]]).collect(),
+                lookback: l,
+            });
+        }
+    }
+    if cfg.task == TaskKind::MnistCompletion {
+        let side = 28;
+        let images: Vec<(Vec<f32>, Vec<f32>)> = picks
+            .iter()
+            .enumerate()
+            .map(|(j, &(si, _))| {
+                let truth: Vec<f32> = test[si].column(0).to_vec();
+                let mut done = truth[..l].to_vec();
+                done.extend((0..h).map(|t| pred[[t, j, 0]]));
+                (truth, done)
+            })
+            .collect();
+        let title = format!("{}: truth | completion of the last {h} pixels (red)", cfg.model.name());
+        crate::plot::completion_svg(&dir.join("completion.svg"), &images, side, l, &title)?;
+    }
+    let title = format!("{} forecasts: look-back {l}, horizon {h} ({} mode)", cfg.model.name(), format!("{:?}", cfg.forecast_mode).to_lowercase());
+    crate::plot::forecast_svg(&dir.join("forecast.svg"), &panels, &title)
 }
 
 /// The run's training statistics: its scaler.json, else refitted from its data.

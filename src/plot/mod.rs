@@ -6,6 +6,9 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;
 
+pub mod forecast;
+pub use forecast::{completion_svg, forecast_svg, ForecastPanel};
+
 /// loss.svg: training loss against step, with the task's baseline.
 pub fn loss_svg(path: &Path, lines: &[MetricsLine], title: &str) -> Result<()> {
     let lines: Vec<MetricsLine> = lines.iter().filter(|l| l.is_training()).cloned().collect();
@@ -492,3 +495,4 @@ mod tests {
         }
     }
 }
+
