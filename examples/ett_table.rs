@@ -39,14 +39,20 @@ fn main() -> anyhow::Result<()> {
                     horizon,
                     batch: 32,
                     steps,
-                    lr: 1e-3,
+                    // a dense A over 815 steps runs away at 1e-3 (the gradient norm overflows within a few steps)
+                    lr: if kind == ModelKind::Warp && horizon > 400 { 2e-4 } else { 1e-3 },
                     log_every: 100,
                     checkpoint_every: steps,
                     ..Default::default()
                 };
                 let t0 = std::time::Instant::now();
                 if !dir.join("checkpoint.safetensors").exists() {
-                    train_on(&cfg, &RunOptions { out: dir.clone(), resume: false, verbose: true }, &engine)?;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if let Err(e) = train_on(&cfg, &RunOptions { out: dir.clone(), resume: false, verbose: true }, &engine) {
+                        println!("{file} H={horizon} {name}: training failed: {e:#}");
+                        md.push_str(&format!("| {file} | {horizon} | {name}-{hidden} | failed: {e} | | | | {steps} | |\n"));
+                        continue;
+                    }
                 }
                 let secs = t0.elapsed().as_secs_f64();
                 let cfg = TrainConfig::load(&dir.join("config.toml"))?;

@@ -270,3 +270,27 @@ fn gpu_matches_cpu_hypernetwork_tanh_deep_root() {
 fn gpu_matches_cpu_one_step_output_wider_than_root() {
     gpu_matches_cpu(4, 3, 1, 7, RootAct::Tanh, Theta0::Learned, 1, 2);
 }
+
+/// The recurrence is linear in θ: the Lyapunov spectrum is log|eig(A)|,
+/// here an A = O · diag(moduli) · Oᵀ with known moduli.
+#[test]
+fn lyapunov_spectrum_is_log_moduli_of_a() {
+    use longmem::lyapunov::{cpu::spectrum, Drive, LyapInput, LyapunovConfig};
+    let model = build(2, 2, 1, 2, RootAct::Relu, Theta0::Learned);
+    let n = model.state_width(); // 2·2 + 2·2 + 2 = 10
+    let mut rng = Rng::seed(4);
+    let mut p = model.init(&InitConfig::default(), &mut rng);
+    let o = longmem::cpu::random_orthogonal(n, &mut rng);
+    let moduli: Vec<f64> = (0..n).map(|i| 1.05 - 0.07 * i as f64).collect();
+    let off = model.layout().offset("A");
+    for i in 0..n {
+        for j in 0..n {
+            p[off + i * n + j] = (0..n).map(|k| o[i * n + k] * moduli[k] * o[j * n + k]).sum::<f64>() as f32;
+        }
+    }
+    let cfg = LyapunovConfig { k: n, steps: 2000, trajectories: 1, transient: 10, tangent_transient: 20, input: LyapInput::Noise, ..Default::default() };
+    let s = spectrum(&model, &p, &Drive { cfg: &cfg, task: None, input_width: 2 }, &cfg).unwrap();
+    for (got, m) in s.exponents.iter().zip(&moduli) {
+        assert!((got - m.ln()).abs() < 1e-3, "exponents {:?} vs ln {moduli:?}", s.exponents);
+    }
+}
