@@ -66,7 +66,22 @@ fn delta(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     }
 }
 
-// slot t+1 += A · slot t (dst = states, src = params with A at a_off)
+// dst[0..D²] = Aᵀ (src = params, A at a_off): scan_step reads Aᵀ so that
+// neighbouring invocations (neighbouring i) read neighbouring addresses
+@compute @workgroup_size(64)
+fn transpose(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = index(wid, nwg, lid);
+    let D = u.dd;
+    if (e >= D * D) {
+        return;
+    }
+    let i = e / D;
+    let j = e % D;
+    dst[j * D + i] = src[u.a_off + e];
+}
+
+// slot t+1 += A · slot t (dst = states, src = Aᵀ from `transpose`)
 @compute @workgroup_size(64)
 fn scan_step(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -78,10 +93,9 @@ fn scan_step(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     let b = e / D;
     let i = e % D;
     let prev = u.t * u.batch * D + b * D;
-    let arow = u.a_off + i * D;
     var acc = 0.0;
     for (var j = 0u; j < D; j++) {
-        acc += src[arow + j] * dst[prev + j];
+        acc += src[j * D + i] * dst[prev + j];
     }
     dst[prev + u.batch * D + i] += acc;
 }

@@ -58,6 +58,7 @@ impl Warp {
         let (a_off, b_off) = (l.offset("A"), l.offset("B"));
         let dx = ops::storage(ctx, "warp.delta", rows * (din + 1))?;
         let g0 = ops::storage(ctx, "warp.g0", batch * d)?;
+        let a_t = ops::storage(ctx, "warp.a_transposed", d * d)?;
         let hh = self.hyper_hidden;
         let z = ops::storage(ctx, "warp.hyper_z", if self.theta0 == Theta0::Hyper { batch * hh } else { 1 })?;
         let dz = ops::storage(ctx, "warp.hyper_dz", if self.theta0 == Theta0::Hyper { batch * hh } else { 1 })?;
@@ -95,8 +96,9 @@ impl Warp {
             forward.push(dispatch("delta", uni(0, 0, 0), io.x, io.x, &dx, rows * (din + 1))?);
             // slots 1..=T = Δ · Bᵀ, then each step adds A θ_t
             forward.extend(gemm(ctx, (rows, d, din + 1), Mat::rows(&dx, 0, din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, batch * d, d), false)?);
+            forward.push(dispatch("transpose", uni(0, a_off, 0), io.params, io.params, &a_t, d * d)?);
             for t in 0..t_len {
-                forward.push(dispatch("scan_step", uni(t, a_off, 0), io.params, io.params, io.states, batch * d)?);
+                forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
             }
         }
 
@@ -126,7 +128,7 @@ impl Warp {
                 }
             }
         }
-        Ok(FamilyPlan { forward, backward, persistent: false, _scratch: vec![dx, g0, z, dz] })
+        Ok(FamilyPlan { forward, backward, persistent: false, _scratch: vec![dx, g0, z, dz, a_t] })
     }
 
     /// The decoding on the GPU: `y` (T·B, O) from the states, and `d_states`
