@@ -1,5 +1,6 @@
 // Loss and its gradient per row of the readout outputs y (rows, outs).
-// kind 0: softmax cross-entropy against a class per row; 1: squared error.
+// kind 0: softmax cross-entropy against a class per row; 1: squared error;
+// 2: Gaussian NLL, outs = 2C (means, then raw sds: softplus + 1e-3), C targets.
 // `norm` makes the sum of row_loss the mean loss over masked rows.
 
 struct Loss {
@@ -51,6 +52,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             }
             dy[base + o] = w * p;
         }
+    } else if (l.kind == 2u) {
+        let c = l.outs / 2u;
+        var acc = 0.0;
+        for (var o = 0u; o < c; o++) {
+            let raw = y[base + c + o];
+            let sd = max(raw, 0.0) + log(1.0 + exp(-abs(raw))) + 1e-3;
+            let e = y[base + o] - tgt[r * c + o];
+            let v = sd * sd;
+            acc += log(sd) + 0.5 * e * e / v;
+            dy[base + o] = w * e / v;
+            dy[base + c + o] = w * (1.0 / sd - e * e / (v * sd)) / (1.0 + exp(-raw));
+        }
+        row_loss[r] = w * acc;
     } else {
         var acc = 0.0;
         for (var o = 0u; o < l.outs; o++) {

@@ -107,6 +107,8 @@ pub struct TrainConfig {
     pub forecast_mode: crate::tasks::ett::ForecastMode,
     /// feedback mode: each horizon input is the data with this probability, else the model's own prediction
     pub forcing: f64,
+    /// mse | nll (Gaussian negative log-likelihood: the model predicts each channel's mean and sd)
+    pub forecast_loss: crate::tasks::ett::ForecastLoss,
     /// msd, lotka: simulated training trajectories
     pub sim_trajectories: usize,
     /// WARP-Phys on msd, lotka: the root network outputs the system's parameters, one integration step predicts
@@ -187,6 +189,7 @@ impl Default for TrainConfig {
             lookback: 96,
             forecast_mode: crate::tasks::ett::ForecastMode::Direct,
             forcing: 1.0,
+            forecast_loss: crate::tasks::ett::ForecastLoss::Mse,
             sim_trajectories: 512,
             warp_phys: false,
             data: None,
@@ -293,6 +296,9 @@ impl TrainConfig {
         }
         if self.forecast_mode == crate::tasks::ett::ForecastMode::Feedback && (self.model != ModelKind::Warp || !self.task.is_forecasting()) {
             bail!("--forecast-mode feedback (fed-back predictions) is for --model warp on a forecasting task (ett, msd, lotka)");
+        }
+        if self.forecast_loss == crate::tasks::ett::ForecastLoss::Nll && (!self.task.is_forecasting() || self.warp_phys) {
+            bail!("--forecast-loss nll is for the forecasting tasks (ett, msd, lotka, mnist-completion), and not with --warp-phys (whose step predicts the state itself)");
         }
         if self.warp_phys && (self.model != ModelKind::Warp || self.task.system().is_none() || self.forecast_mode != crate::tasks::ett::ForecastMode::Feedback) {
             bail!("--warp-phys needs --model warp on --task msd or lotka with --forecast-mode feedback (each step integrates from the state before it)");
@@ -448,6 +454,7 @@ impl TrainConfig {
                 let (mut f, _) = crate::tasks::ett::Forecasting::load(Path::new(file), self.lookback, self.horizon)?;
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
+                f.loss = self.forecast_loss;
                 Ok(Task::ett(TaskKind::Ett, f))
             }
             TaskKind::MnistCompletion => {
@@ -461,6 +468,7 @@ impl TrainConfig {
                 let mut f = crate::tasks::ett::Forecasting::new(series, self.lookback, n - self.lookback)?;
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
+                f.loss = self.forecast_loss;
                 Ok(Task::ett(self.task, f))
             }
             TaskKind::Msd | TaskKind::Lotka => {
@@ -470,6 +478,7 @@ impl TrainConfig {
                 let mut f = crate::tasks::ett::Forecasting::new(series, self.lookback, self.horizon)?;
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
+                f.loss = self.forecast_loss;
                 Ok(Task::ett(self.task, f))
             }
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),

@@ -232,6 +232,9 @@ struct TrainArgs {
     /// msd, lotka: simulated training trajectories (512)
     #[arg(long, value_name = "N")]
     sim_trajectories: Option<usize>,
+    /// forecasting: mse | nll (Gaussian negative log-likelihood; the model predicts means and sds)
+    #[arg(long)]
+    forecast_loss: Option<String>,
     /// ett feedback mode: probability that a horizon input is the data rather than the model's prediction
     #[arg(long, value_name = "P")]
     forcing: Option<f64>,
@@ -532,6 +535,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(sim_trajectories);
     if a.warp_phys {
         c.warp_phys = true;
+    }
+    if let Some(v) = &a.forecast_loss {
+        c.forecast_loss = longmem::tasks::ett::ForecastLoss::parse(v)?;
     }
     if let Some(v) = &a.forecast_mode {
         c.forecast_mode = longmem::tasks::ett::ForecastMode::parse(v)?;

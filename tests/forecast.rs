@@ -215,3 +215,24 @@ fn mnist_completion_runs_end_to_end() {
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("pixels given"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Gaussian NLL: the model predicts each channel's mean and sd; the
+/// forecast is the means.
+#[test]
+fn gaussian_nll_forecaster_beats_the_naive_forecast() {
+    if !have_data("gaussian_nll_forecaster_beats_the_naive_forecast") {
+        return;
+    }
+    let dir = tmp("nll");
+    let d = dir.to_str().unwrap();
+    ok(&longmem(&[
+        "train", "--task", "ett", "--data", etth1().to_str().unwrap(), "--model", "warp", "--theta0", "hyper", "--hidden", "8", "--lookback", "48",
+        "--horizon", "24", "--steps", "300", "--batch", "16", "--lr", "1e-3", "--forecast-loss", "nll", "--device", "cpu", "--quiet", "--out", d,
+    ]));
+    let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", d, "--json"]))).unwrap();
+    let (m, naive) = (r["mse"].as_f64().unwrap(), r["naive_mse"].as_f64().unwrap());
+    assert!(m < 0.9 * naive, "NLL-trained test MSE {m} vs naive {naive}");
+    let e = longmem(&["train", "--task", "adding", "--forecast-loss", "nll", "--out", d]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("forecasting"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,7 +11,7 @@ use longmem::tasks::dynamics::System;
 use longmem::tasks::{Batch, Target};
 use longmem::train::cpu::{loss_grads, CpuBackend};
 use longmem::train::gpu::GpuBackend;
-use longmem::train::loss::loss_and_grad;
+use longmem::train::loss::batch_loss_and_grad;
 use longmem::train::optim::{OptimConfig, OptimKind};
 use longmem::train::Backend;
 use ndarray::{Array2, Array3};
@@ -50,12 +50,12 @@ fn loss_at(model: &Model, p: &[f64], batch: &Batch) -> f64 {
     let x = batch.x.mapv(|v| v as f64);
     if let (Some(fb), Model::Warp(w)) = (&batch.feedback, model) {
         let tr = w.forward_ar(p, x.view(), fb);
-        return loss_and_grad(&tr.y, &batch.target, &batch.mask).0;
+        return batch_loss_and_grad(&tr.y, batch).0;
     }
     let h0 = Array2::zeros((batch.batch(), model.state_width()));
     let states = model.forward(p, x.view(), h0.view());
     let y = model.readout_forward(p, states.view());
-    loss_and_grad(&y, &batch.target, &batch.mask).0
+    batch_loss_and_grad(&y, batch).0
 }
 
 fn gradcheck(model: &Model, t: usize, b: usize) {
@@ -64,10 +64,19 @@ fn gradcheck(model: &Model, t: usize, b: usize) {
 
 /// `fed`: about half the inputs are the model's own fed-back predictions.
 fn gradcheck_fed(model: &Model, t: usize, b: usize, fed: bool) {
+    gradcheck_target(model, t, b, fed, false);
+}
+
+/// `gaussian`: targets of the input width against means and sds.
+fn gradcheck_target(model: &Model, t: usize, b: usize, fed: bool, gaussian: bool) {
     let mut rng = Rng::seed(11);
     let d = model.dims();
     let p: Vec<f64> = cast_vec(&perturbed(model, &mut rng, 0.05, 0.3));
-    let mut batch = batch(t, b, d.input, d.output, &mut rng);
+    let mut batch = batch(t, b, d.input, if gaussian { d.output / 2 } else { d.output }, &mut rng);
+    if gaussian {
+        let Target::Values(v) = batch.target.clone() else { unreachable!() };
+        batch.target = Target::Gaussian(v);
+    }
     if fed {
         let fb: Vec<f32> = (0..t * b).map(|r| if r >= b && rng.uniform() < 0.5 { 1.0 } else { 0.0 }).collect();
         assert!(fb.iter().filter(|&&v| v == 1.0).count() >= 2, "the check needs fed-back rows");
@@ -114,6 +123,15 @@ fn gradients_match_finite_differences_hypernetwork_theta0() {
 fn gradients_match_finite_differences_with_fed_back_predictions() {
     gradcheck_fed(&build(2, 3, 2, 2, RootAct::Tanh, Theta0::Hyper), 6, 3, true);
     gradcheck_fed(&build(3, 4, 1, 3, RootAct::Tanh, Theta0::Learned), 5, 2, true);
+}
+
+#[test]
+fn gaussian_nll_gradients_match_finite_differences() {
+    // outputs = 2 × inputs: means then raw sds; plain and fed back
+    for fed in [false, true] {
+        let model = build(2, 3, 1, 4, RootAct::Tanh, Theta0::Hyper);
+        gradcheck_target(&model, 5, 3, fed, true);
+    }
 }
 
 #[test]
@@ -219,6 +237,12 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 
 /// GPU scan, decoding, gradients and three Adam steps against the CPU.
 fn gpu_matches_cpu(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize) {
+    gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false);
+}
+
+/// `gaussian`: the Gaussian NLL (outputs = 2 × targets) instead of MSE.
+#[allow(clippy::too_many_arguments)]
+fn gpu_matches_cpu_with(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize, gaussian: bool) {
     let Some(ctx) = test_context("warp") else { return };
     let model = build(input, width, depth, output, act, theta0);
     let mut rng = Rng::seed(fresh_seed("warp"));
@@ -226,7 +250,15 @@ fn gpu_matches_cpu(input: usize, width: usize, depth: usize, output: usize, act:
     let label = format!("warp {act:?} {theta0:?} d={input} w={width} depth={depth} o={output} T={t} B={b}");
     let mut gpu = GpuBackend::new(ctx, model.clone(), &params, ScanOptions::default()).unwrap();
     let mut cpu = CpuBackend::new(model.clone(), params.clone()).unwrap();
-    let bt = batch(t, b, input, output, &mut rng);
+    let targets = if gaussian { output / 2 } else { output };
+    let gauss = |mut bt: Batch| {
+        if gaussian {
+            let Target::Values(v) = bt.target.clone() else { unreachable!() };
+            bt.target = Target::Gaussian(v);
+        }
+        bt
+    };
+    let bt = gauss(batch(t, b, input, targets, &mut rng));
     let s_gpu = gpu.states(&bt).unwrap();
     let h0 = Array2::zeros((b, model.state_width()));
     let s_cpu = model.forward(&params, bt.x.view(), h0.view());
@@ -245,7 +277,7 @@ fn gpu_matches_cpu(input: usize, width: usize, depth: usize, output: usize, act:
     }
     let opt = OptimConfig { kind: OptimKind::Adam, lr: 1e-3, clip: 1.0, ..Default::default() };
     for step in 1..=3 {
-        let bt = batch(t, b, input, output, &mut rng);
+        let bt = gauss(batch(t, b, input, targets, &mut rng));
         let h = opt.hyper(opt.lr, step);
         let a = gpu.train_step(&bt, &h).unwrap();
         let c = cpu.train_step(&bt, &h).unwrap();
@@ -264,6 +296,11 @@ fn gpu_matches_cpu_learned_theta0_relu() {
 #[test]
 fn gpu_matches_cpu_hypernetwork_tanh_deep_root() {
     gpu_matches_cpu(2, 6, 2, 4, RootAct::Tanh, Theta0::Hyper, 7, 3);
+}
+
+#[test]
+fn gpu_matches_cpu_gaussian_nll() {
+    gpu_matches_cpu_with(3, 7, 1, 6, RootAct::Tanh, Theta0::Hyper, 6, 4, true);
 }
 
 #[test]

@@ -309,24 +309,38 @@ pub struct LossBuffers<'a> {
 
 /// The loss kernel; returns its dispatch and the uniform buffer, whose
 /// `norm` changes with the batch's mask.
-pub fn loss(ctx: &GpuContext, rows: usize, outs: usize, cross_entropy: bool, b: &LossBuffers) -> Result<(Dispatch, wgpu::Buffer)> {
+/// The loss kernel's `kind`: cross-entropy, squared error, Gaussian NLL.
+pub const LOSS_CE: u32 = 0;
+pub const LOSS_MSE: u32 = 1;
+pub const LOSS_GAUSSIAN: u32 = 2;
+
+/// The kernel code of a target.
+pub fn loss_kind(t: &crate::tasks::Target) -> u32 {
+    match t {
+        crate::tasks::Target::Classes(_) => LOSS_CE,
+        crate::tasks::Target::Values(_) => LOSS_MSE,
+        crate::tasks::Target::Gaussian(_) => LOSS_GAUSSIAN,
+    }
+}
+
+pub fn loss(ctx: &GpuContext, rows: usize, outs: usize, kind: u32, b: &LossBuffers) -> Result<(Dispatch, wgpu::Buffer)> {
     let kernel = ctx.kernel(
         &shaders::LOSS,
         "main",
         &[],
         &[Binding::Uniform, Binding::Read, Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite, Binding::ReadWrite],
     )?;
-    let ub = uniform(ctx, &loss_uniform(rows, outs, cross_entropy, 1.0));
+    let ub = uniform(ctx, &loss_uniform(rows, outs, kind, 1.0));
     let bind = bind(ctx, &kernel, &[&ub, b.y, b.cls, b.tgt, b.mask, b.dy, b.row_loss]);
     Ok((Dispatch { kernel, bind, groups: grid(ctx, rows, 64)? }, ub))
 }
 
-pub fn write_loss_norm(ctx: &GpuContext, ub: &wgpu::Buffer, rows: usize, outs: usize, cross_entropy: bool, norm: f32) {
-    ctx.queue.write_buffer(ub, 0, bytemuck::bytes_of(&loss_uniform(rows, outs, cross_entropy, norm)));
+pub fn write_loss_norm(ctx: &GpuContext, ub: &wgpu::Buffer, rows: usize, outs: usize, kind: u32, norm: f32) {
+    ctx.queue.write_buffer(ub, 0, bytemuck::bytes_of(&loss_uniform(rows, outs, kind, norm)));
 }
 
-fn loss_uniform(rows: usize, outs: usize, cross_entropy: bool, norm: f32) -> LossUniform {
-    LossUniform { rows: rows as u32, outs: outs as u32, kind: if cross_entropy { 0 } else { 1 }, _p0: 0, norm, _p: [0.0; 3] }
+fn loss_uniform(rows: usize, outs: usize, kind: u32, norm: f32) -> LossUniform {
+    LossUniform { rows: rows as u32, outs: outs as u32, kind, _p0: 0, norm, _p: [0.0; 3] }
 }
 
 // ----------------------------------------------------------- optimizer

@@ -17,6 +17,26 @@ use anyhow::{ensure, Result};
 use ndarray::{Array2, Array3};
 use std::path::Path;
 
+/// The training loss: squared error, or the Gaussian negative
+/// log-likelihood of a head that predicts each channel's mean and sd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForecastLoss {
+    #[default]
+    Mse,
+    Nll,
+}
+
+impl ForecastLoss {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "mse" => ForecastLoss::Mse,
+            "nll" => ForecastLoss::Nll,
+            other => anyhow::bail!("unknown forecasting loss '{other}': expected mse or nll"),
+        })
+    }
+}
+
 /// What a forecast reads in place of the horizon's unseen rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +71,7 @@ pub struct Forecasting {
     /// it (0: training sees exactly what a forecast does)
     pub forcing: f64,
     pub mode: ForecastMode,
+    pub loss: ForecastLoss,
 }
 
 impl Forecasting {
@@ -73,11 +94,28 @@ impl Forecasting {
             sq += d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
             count += d.len();
         }
-        Ok(Forecasting { train, lookback, horizon, naive_step_mse: sq / count as f64, forcing: 1.0, mode: ForecastMode::Direct })
+        Ok(Forecasting { train, lookback, horizon, naive_step_mse: sq / count as f64, forcing: 1.0, mode: ForecastMode::Direct, loss: ForecastLoss::Mse })
     }
 
     pub fn channels(&self) -> usize {
         self.train[0].dim().1
+    }
+
+    /// The loss of predicting each next row as the current one: its MSE,
+    /// or (NLL) with the sd that fits it best, ½ ln(mse) + ½.
+    pub fn naive_step_loss(&self) -> f64 {
+        match self.loss {
+            ForecastLoss::Mse => self.naive_step_mse,
+            ForecastLoss::Nll => 0.5 * self.naive_step_mse.ln() + 0.5,
+        }
+    }
+
+    /// The model's outputs: a row, or its means and sds.
+    pub fn outputs(&self) -> usize {
+        match self.loss {
+            ForecastLoss::Mse => self.channels(),
+            ForecastLoss::Nll => 2 * self.channels(),
+        }
     }
 
     /// Inputs per window: every row but the last, whose value is only a target.
@@ -95,6 +133,11 @@ impl Forecasting {
             })
             .collect();
         let mut batch = windows(&self.train, &picks, w);
+        if self.loss == ForecastLoss::Nll {
+            if let Target::Values(v) = std::mem::replace(&mut batch.target, Target::Values(Vec::new())) {
+                batch.target = Target::Gaussian(v);
+            }
+        }
         if self.mode == ForecastMode::Direct {
             hold_horizon(&mut batch.x, self.lookback);
         } else {

@@ -95,6 +95,9 @@ pub enum Target {
     Classes(Vec<u32>),
     /// `O` values per row: mean squared error
     Values(Vec<f32>),
+    /// `C` values per row against `2C` outputs (means, then raw standard
+    /// deviations through softplus): Gaussian negative log-likelihood
+    Gaussian(Vec<f32>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,7 +240,7 @@ impl Task {
             TaskKind::Filter => self.spec().channels,
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2,
             TaskKind::Mnist | TaskKind::Pmnist => crate::data::mnist::CLASSES,
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().channels(),
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().outputs(),
             TaskKind::Ptb | TaskKind::Text => 0,
         }
     }
@@ -270,7 +273,7 @@ impl Task {
             TaskKind::DelayedCopy | TaskKind::DelayedXor => 2f64.ln(),
             TaskKind::Mnist | TaskKind::Pmnist => mnist::baseline_loss(),
             // predicting each next row as the current one
-            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().naive_step_mse,
+            TaskKind::Ett | TaskKind::Msd | TaskKind::Lotka | TaskKind::MnistCompletion => self.series().naive_step_loss(),
             TaskKind::Ptb | TaskKind::Text => f64::NAN,
         }
     }

@@ -54,7 +54,8 @@ pub fn check_input(model: &Model, batch: &Batch) -> Result<()> {
     if let Some(fb) = &batch.feedback {
         ensure!(matches!(model, Model::Warp(_)), "fed-back predictions (--forcing < 1) are for --model warp, not {}", model.kind().name());
         ensure!(fb.len() == batch.seq_len() * batch.batch(), "batch has {} feedback flags for {} rows", fb.len(), batch.seq_len() * batch.batch());
-        ensure!(model.dims().output == model.dims().input, "fed-back predictions need as many outputs as inputs");
+        let (i, o) = (model.dims().input, model.dims().output);
+        ensure!(o == i || o == 2 * i, "fed-back predictions need outputs that predict the inputs (their means)");
     }
     if let Some(ids) = &batch.tokens {
         ensure!(ids.len() == batch.seq_len() * batch.batch(), "batch has {} token ids for {} rows", ids.len(), batch.seq_len() * batch.batch());

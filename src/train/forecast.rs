@@ -10,7 +10,7 @@ use crate::config::TrainConfig;
 use crate::data::ett::{self, Standardiser};
 use crate::models::{Dims, Model};
 use crate::tasks::dynamics;
-use crate::tasks::ett::{hold_horizon, ForecastMode};
+use crate::tasks::ett::{hold_horizon, ForecastLoss, ForecastMode};
 use crate::tasks::TaskKind;
 use anyhow::{ensure, Context, Result};
 use ndarray::{s, Array2, Array3, ArrayView3};
@@ -21,7 +21,8 @@ use std::path::Path;
 pub const SCALER_FILE: &str = "scaler.json";
 
 /// `horizon` predicted rows `(H, B, C)` after each look-back of `context`
-/// `(L, B, C)`, as the run was trained to (see `tasks::ett`).
+/// `(L, B, C)`, as the run was trained to (see `tasks::ett`); a Gaussian
+/// head's means.
 pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usize, mode: ForecastMode) -> Array3<f32> {
     let (l, b, c) = context.dim();
     match mode {
@@ -33,8 +34,9 @@ pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usiz
             let h0 = model.initial_states(p, b);
             let st = model.forward(p, x.view(), h0.view());
             let y = model.readout_forward(p, st.view());
-            let y = y.into_shape_with_order((l + horizon - 1, b, c)).expect("rows");
-            y.slice(s![l - 1.., .., ..]).to_owned()
+            let o = y.dim().1;
+            let y = y.into_shape_with_order((l + horizon - 1, b, o)).expect("rows");
+            y.slice(s![l - 1.., .., ..c]).to_owned()
         }
     }
 }
@@ -43,7 +45,8 @@ pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usiz
 /// the inputs of a training sequence (WARP's clock).
 pub fn rollout(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usize, window: usize) -> Array3<f32> {
     if let Model::Warp(w) = model {
-        return w.rollout(p, context, horizon, window);
+        let c = context.dim().2;
+        return w.rollout(p, context, horizon, window).slice(s![.., .., ..c]).to_owned();
     }
     // a state-carrying family: one step at a time from the last state
     let (l, b, c) = context.dim();
@@ -53,9 +56,10 @@ pub fn rollout(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usiz
     let mut last = st.slice(s![l - 1..=l, .., ..]).to_owned();
     for k in 0..horizon {
         let y = model.readout_forward(p, last.view());
-        out.slice_mut(s![k, .., ..]).assign(&y);
+        out.slice_mut(s![k, .., ..]).assign(&y.slice(s![.., ..c]));
         if k + 1 < horizon {
-            let x = y.into_shape_with_order((1, b, c)).expect("one step");
+            // the means (a Gaussian head's first C outputs) are the next input
+            let x = y.slice(s![.., ..c]).to_owned().into_shape_with_order((1, b, c)).expect("one step");
             last = model.forward(p, x.view(), last.slice(s![1, .., ..]));
         }
     }
@@ -76,7 +80,8 @@ pub struct Errors {
 /// rows fit, in batches of `batch` windows.
 pub fn split_errors(model: &Model, p: &[f32], series: &[Array2<f32>], lookback: usize, horizon: usize, mode: ForecastMode, batch: usize) -> Result<Errors> {
     let c = series.first().context("no series to evaluate")?.dim().1;
-    ensure!(model.dims().input == c && model.dims().output == c, "the model reads {} and predicts {} channels; the series has {c}", model.dims().input, model.dims().output);
+    let o = model.dims().output;
+    ensure!(model.dims().input == c && (o == c || o == 2 * c), "the model reads {} channels and has {o} outputs; the series has {c}", model.dims().input);
     let mut starts = Vec::new();
     for (i, s) in series.iter().enumerate() {
         let n = s.dim().0;
@@ -126,7 +131,8 @@ pub struct ForecastEval {
 
 /// The run's model and parameters at its checkpoint.
 fn load_run(dir: &Path, cfg: &TrainConfig, channels: usize) -> Result<(Model, Checkpoint)> {
-    let dims = Dims { input: channels, hidden: cfg.hidden, output: channels };
+    let outputs = if cfg.forecast_loss == ForecastLoss::Nll { 2 * channels } else { channels };
+    let dims = Dims { input: channels, hidden: cfg.hidden, output: outputs };
     let model = Model::build(cfg.model, dims, &cfg.model_options())?;
     let ck = Checkpoint::load(&model, &dir.join(CHECKPOINT_FILE))?;
     Ok((model, ck))

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// (T, B, cross-entropy, token inputs)
-type PlanKey = (usize, usize, bool, bool);
+/// (T, B, the loss kernel's kind, token inputs)
+type PlanKey = (usize, usize, u32, bool);
 
 struct ShapePlan {
     rows: usize,
@@ -27,7 +28,7 @@ struct ShapePlan {
     slot_bytes: u64,
     last_off: u64,
     outs: usize,
-    cross_entropy: bool,
+    loss_kind: u32,
     x: wgpu::Buffer,
     cls: wgpu::Buffer,
     tgt: wgpu::Buffer,
@@ -93,8 +94,7 @@ impl GpuBackend {
 
     fn plan_for(&mut self, batch: &Batch) -> Result<PlanKey> {
         super::cpu::check_input(&self.model, batch)?;
-        let ce = matches!(batch.target, Target::Classes(_));
-        let key = (batch.seq_len(), batch.batch(), ce, batch.tokens.is_some());
+        let key = (batch.seq_len(), batch.batch(), ops::loss_kind(&batch.target), batch.tokens.is_some());
         if !self.plans.contains_key(&key) {
             let s = self.model.state_width();
             let carry = match self.carries.get(&key.1) {
@@ -108,7 +108,8 @@ impl GpuBackend {
         Ok(key)
     }
 
-    fn build(&self, (t_len, batch, cross_entropy, tokens): PlanKey, carry: wgpu::Buffer) -> Result<ShapePlan> {
+    fn build(&self, (t_len, batch, loss_kind, tokens): PlanKey, carry: wgpu::Buffer) -> Result<ShapePlan> {
+        let cross_entropy = loss_kind == ops::LOSS_CE;
         let ctx = &*self.ctx;
         let model = &self.model;
         let dims = model.dims();
@@ -148,7 +149,7 @@ impl GpuBackend {
         }
 
         let lb = LossBuffers { y: &y, cls: &cls, tgt: &tgt, mask: &mask, dy: &dy, row_loss: &row_loss };
-        let (loss_d, loss_ub) = ops::loss(ctx, rows, o, cross_entropy, &lb)?;
+        let (loss_d, loss_ub) = ops::loss(ctx, rows, o, loss_kind, &lb)?;
         let loss = vec![loss_d, ops::sum(ctx, &row_loss, 0, rows, false, &self.stats, 0)?];
 
         let mut backward = Vec::new();
@@ -185,7 +186,7 @@ impl GpuBackend {
             slot_bytes: (batch * s * 4) as u64,
             last_off: (t_len * batch * s * 4) as u64,
             outs: o,
-            cross_entropy,
+            loss_kind,
             x,
             cls,
             tgt,
@@ -224,11 +225,11 @@ impl GpuBackend {
         }
         match &batch.target {
             Target::Classes(c) => ctx.queue.write_buffer(&plan.cls, 0, bytemuck::cast_slice(c)),
-            Target::Values(v) => ops::write_f32(ctx, &plan.tgt, 0, v),
+            Target::Values(v) | Target::Gaussian(v) => ops::write_f32(ctx, &plan.tgt, 0, v),
         }
         ops::write_f32(ctx, &plan.mask, 0, &batch.mask);
         let norm = batch_loss_norm(batch, plan.outs) as f32;
-        ops::write_loss_norm(ctx, &plan.loss_ub, plan.rows, plan.outs, plan.cross_entropy, norm);
+        ops::write_loss_norm(ctx, &plan.loss_ub, plan.rows, plan.outs, plan.loss_kind, norm);
         Ok(key)
     }
 

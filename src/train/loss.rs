@@ -14,6 +14,7 @@ pub fn loss_norm(mask: &[f32], outputs: usize, target: &Target) -> f64 {
     match target {
         Target::Classes(_) => 1.0 / m,
         Target::Values(_) => 1.0 / (m * outputs as f64),
+        Target::Gaussian(_) => 2.0 / (m * outputs as f64),
     }
 }
 
@@ -75,8 +76,37 @@ pub fn loss_and_grad_with_norm<F: Real>(y: &Array2<F>, target: &Target, mask: &[
                 }
             }
         }
+        Target::Gaussian(vals) => {
+            let c = outs / 2;
+            let half = F::from_f64(0.5);
+            for r in 0..rows {
+                let m = F::from_f32(mask[r]);
+                if m == F::zero() {
+                    continue;
+                }
+                for o in 0..c {
+                    let (mu, raw) = (y[[r, o]], y[[r, c + o]]);
+                    let sd = gaussian_sd(raw);
+                    let e = mu - F::from_f32(vals[r * c + o]);
+                    let v = sd * sd;
+                    total = total + m * (sd.ln() + half * e * e / v);
+                    dy[[r, o]] = m * norm * e / v;
+                    let sig = F::one() / (F::one() + (-raw).exp());
+                    dy[[r, c + o]] = m * norm * (F::one() / sd - e * e / (v * sd)) * sig;
+                }
+            }
+        }
     }
     (total * norm, dy)
+}
+
+/// Lower bound of the Gaussian NLL's standard deviation: keeps the loss
+/// finite where a prediction is exact.
+pub const GAUSSIAN_SD_MIN: f64 = 1e-3;
+
+/// The standard deviation of a raw output: softplus + a floor.
+pub fn gaussian_sd<F: Real>(raw: F) -> F {
+    raw.max(F::zero()) + (F::one() + (-raw.abs()).exp()).ln() + F::from_f64(GAUSSIAN_SD_MIN)
 }
 
 /// The loss alone (evaluation): one exp per logit and no gradient array.

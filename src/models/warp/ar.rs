@@ -48,14 +48,16 @@ impl Warp {
     /// `t·B + b` (row 0's are ignored: x_0 starts every sequence).
     pub fn forward_ar<F: Real>(&self, p: &[F], x: ArrayView3<F>, feedback: &[f32]) -> ArTrace<F> {
         let (t_len, batch, c) = x.dim();
-        assert_eq!(self.dims.output, c, "autoregressive WARP predicts its own inputs");
+        let o = self.dims.output;
+        // outputs: the next row, or (Gaussian NLL) its means then sds; the means are fed back
+        assert!(o == c || (o == 2 * c && self.phys.is_none()), "autoregressive WARP predicts its own inputs");
         let d = self.root.size;
         let a = view2(p, &self.layout, "A");
         let bm = view2(p, &self.layout, "B");
         let one = F::one();
         let mut states = Array3::zeros((t_len + 1, batch, d));
         let mut inputs = Array3::zeros((t_len, batch, c));
-        let mut y = Array2::zeros((t_len * batch, c));
+        let mut y = Array2::zeros((t_len * batch, o));
         if t_len == 0 {
             return ArTrace { states, inputs, y };
         }
@@ -66,7 +68,7 @@ impl Warp {
         for t in 0..t_len {
             for b in 0..batch {
                 let own = t > 0 && feedback[t * batch + b] > 0.5;
-                let src = if own { y.row((t - 1) * batch + b).to_owned() } else { x.slice(s![t, b, ..]).to_owned() };
+                let src = if own { y.slice(s![(t - 1) * batch + b, ..c]).to_owned() } else { x.slice(s![t, b, ..]).to_owned() };
                 inputs.slice_mut(s![t, b, ..]).assign(&src);
             }
             self.delta_row(&inputs, t, &mut delta);
@@ -100,7 +102,7 @@ impl Warp {
         let mut g = Array2::<F>::zeros((batch, d));
         let mut gu = Array3::<F>::zeros((t_len + 1, batch, c));
         let mut delta = Array2::zeros((batch, c + 1));
-        let mut dyt = vec![F::zero(); c];
+        let mut dyt = vec![F::zero(); self.dims.output];
         let mut sc = RootScratch::new(self);
         let n_raw = self.root.layers.last().expect("a layer").out;
         let mut raw = vec![F::zero(); n_raw];
@@ -108,10 +110,10 @@ impl Warp {
         for t in (0..t_len).rev() {
             let tau_t = tau::<F>(t, t_len);
             for b in 0..batch {
-                for k in 0..c {
-                    dyt[k] = dy[[t * batch + b, k]];
+                for (k, v) in dyt.iter_mut().enumerate() {
+                    *v = dy[[t * batch + b, k]];
                 }
-                // ŷ_t was fed as u_{t+1}
+                // ŷ_t (its means) was fed as u_{t+1}
                 if t + 1 < t_len && feedback[(t + 1) * batch + b] > 0.5 {
                     for k in 0..c {
                         dyt[k] = dyt[k] + gu[[t + 1, b, k]];

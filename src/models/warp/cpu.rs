@@ -292,10 +292,12 @@ impl Warp {
     /// prediction fed back as the next input (no gradient: this is how a
     /// trained WARP adapts to a new series). τ_t = t/(window − 1) with
     /// `window` the inputs of a training sequence (L + H − 1 when trained on
-    /// this horizon; τ passes 1 beyond it). Returns `(H, B, O)`.
+    /// this horizon; τ passes 1 beyond it). Returns `(H, B, O)` (with a
+    /// Gaussian head, the means are the first d outputs and are fed back).
     pub fn rollout<F: Real>(&self, p: &[F], context: ArrayView3<F>, horizon: usize, window: usize) -> Array3<F> {
         let (l, batch, c) = context.dim();
-        assert!(l >= 1 && horizon >= 1 && c == self.dims.input && self.dims.output == c, "rollout needs a look-back, a horizon and output width = input width");
+        let o = self.dims.output;
+        assert!(l >= 1 && horizon >= 1 && c == self.dims.input && (o == c || o == 2 * c), "rollout needs a look-back, a horizon and outputs that predict the inputs");
         let t_total = l + horizon - 1;
         let tau = |t: usize| tau::<F>(t, window);
         let a = view2(p, &self.layout, "A");
@@ -305,12 +307,12 @@ impl Warp {
         let mut next = Array2::zeros(theta.dim());
         let mut delta = Array2::<F>::zeros((batch, c + 1));
         let mut prev = context.slice(s![0, .., ..]).to_owned();
-        let mut pred = Array2::<F>::zeros((batch, c));
-        let mut out = Array3::zeros((horizon, batch, c));
+        let mut pred = Array2::<F>::zeros((batch, o));
+        let mut out = Array3::zeros((horizon, batch, o));
         let mut sc = RootScratch::new(self);
         let mut raw = vec![F::zero(); self.root.layers.last().expect("a layer").out];
         for t in 0..t_total {
-            let u = if t < l { context.slice(s![t, .., ..]).to_owned() } else { pred.clone() };
+            let u = if t < l { context.slice(s![t, .., ..]).to_owned() } else { pred.slice(s![.., ..c]).to_owned() };
             if t > 0 {
                 delta.slice_mut(s![.., ..c]).assign(&(&u - &prev));
                 delta.column_mut(c).fill(tau(t) - tau(t - 1));
