@@ -2,14 +2,16 @@
 //! and ETTh2, horizons 96/192/336/720 from a 96-step look-back, test MSE and
 //! MAE on the standardised scale beside the naive last-value forecast.
 //!
-//! `cargo run --release --example ett_table -- [DATA_DIR] [OUT_DIR] [STEPS] [DEVICE]`
-//! (defaults: ../shared/data/ett, runs/ett-table, 800, auto). Writes one run
+//! `cargo run --release --example ett_table -- [DATA_DIR] [OUT_DIR] [STEPS] [DEVICE] [mse|nll] [relative|absolute]`
+//! (defaults: ../shared/data/ett, runs/ett-table, 800, auto, mse, relative:
+//! each window forecast relative to its last look-back row). Writes one run
 //! directory per row, `table.md` and `table.json` in OUT_DIR.
 
 use longmem::config::TrainConfig;
 use longmem::device::resolve;
 use longmem::models::warp::Theta0;
 use longmem::models::ModelKind;
+use longmem::tasks::ett::ForecastLoss;
 use longmem::tasks::TaskKind;
 use longmem::train::forecast::evaluate;
 use longmem::train::run::{train_on, RunOptions};
@@ -21,10 +23,16 @@ fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(args.get(2).cloned().unwrap_or_else(|| "runs/ett-table".into()));
     let steps: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(800);
     let engine = resolve(args.get(4).map(String::as_str).unwrap_or("auto"), None)?;
+    let loss = ForecastLoss::parse(args.get(5).map(String::as_str).unwrap_or("mse"))?;
+    let relative = match args.get(6).map(String::as_str).unwrap_or("relative") {
+        "relative" => true,
+        "absolute" => false,
+        other => anyhow::bail!("expected relative or absolute, got {other}"),
+    };
     std::fs::create_dir_all(&out)?;
     let models: [(&str, ModelKind, usize); 2] = [("warp", ModelKind::Warp, 16), ("lstm", ModelKind::Lstm, 64)];
     let mut rows = Vec::new();
-    let mut md = String::from("| data | horizon | model | test MSE | test MAE | naive MSE | naive MAE | steps | seconds |\n|---|---|---|---|---|---|---|---|---|\n");
+    let mut md = String::from("| data | horizon | model | loss | test MSE | test MAE | naive MSE | naive MAE | steps |\n|---|---|---|---|---|---|---|---|---|\n");
     for file in ["ETTh1", "ETTh2"] {
         for horizon in [96, 192, 336, 720] {
             for (name, kind, hidden) in models {
@@ -35,6 +43,8 @@ fn main() -> anyhow::Result<()> {
                     model: kind,
                     hidden,
                     theta0: Theta0::Hyper,
+                    forecast_loss: loss,
+                    relative,
                     lookback: 96,
                     horizon,
                     batch: 32,
@@ -50,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                     let _ = std::fs::remove_dir_all(&dir);
                     if let Err(e) = train_on(&cfg, &RunOptions { out: dir.clone(), resume: false, verbose: true }, &engine) {
                         println!("{file} H={horizon} {name}: training failed: {e:#}");
-                        md.push_str(&format!("| {file} | {horizon} | {name}-{hidden} | failed: {e} | | | | {steps} | |\n"));
+                                md.push_str(&format!("| {file} | {horizon} | {name}-{hidden} | {loss:?} | failed: {e} | | | | {steps} |\n"));
                         continue;
                     }
                 }
@@ -59,7 +69,7 @@ fn main() -> anyhow::Result<()> {
                 let r = evaluate(&dir, &cfg)?;
                 println!("{file} H={horizon} {name}: test mse {:.4} mae {:.4} (naive {:.4} / {:.4})", r.mse, r.mae, r.naive_mse, r.naive_mae);
                 md.push_str(&format!(
-                    "| {file} | {horizon} | {name}-{hidden} | {:.3} | {:.3} | {:.3} | {:.3} | {steps} | {secs:.0} |\n",
+                    "| {file} | {horizon} | {name}-{hidden} | {loss:?} | {:.3} | {:.3} | {:.3} | {:.3} | {steps} |\n",
                     r.mse, r.mae, r.naive_mse, r.naive_mae
                 ));
                 rows.push(serde_json::json!({ "data": file, "horizon": horizon, "model": name, "hidden": hidden, "eval": r, "seconds": secs, "device": engine.describe() }));

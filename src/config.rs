@@ -109,6 +109,8 @@ pub struct TrainConfig {
     pub forcing: f64,
     /// mse | nll (Gaussian negative log-likelihood: the model predicts each channel's mean and sd)
     pub forecast_loss: crate::tasks::ett::ForecastLoss,
+    /// forecast each window relative to its last look-back row
+    pub relative: bool,
     /// msd, lotka: simulated training trajectories
     pub sim_trajectories: usize,
     /// WARP-Phys on msd, lotka: the root network outputs the system's parameters, one integration step predicts
@@ -190,6 +192,7 @@ impl Default for TrainConfig {
             forecast_mode: crate::tasks::ett::ForecastMode::Direct,
             forcing: 1.0,
             forecast_loss: crate::tasks::ett::ForecastLoss::Mse,
+            relative: false,
             sim_trajectories: 512,
             warp_phys: false,
             data: None,
@@ -299,6 +302,9 @@ impl TrainConfig {
         }
         if self.forecast_loss == crate::tasks::ett::ForecastLoss::Nll && (!self.task.is_forecasting() || self.warp_phys) {
             bail!("--forecast-loss nll is for the forecasting tasks (ett, msd, lotka, mnist-completion), and not with --warp-phys (whose step predicts the state itself)");
+        }
+        if self.relative && (!self.task.is_forecasting() || self.warp_phys) {
+            bail!("--relative is for the forecasting tasks, and not with --warp-phys (whose parameters act on the state itself)");
         }
         if self.warp_phys && (self.model != ModelKind::Warp || self.task.system().is_none() || self.forecast_mode != crate::tasks::ett::ForecastMode::Feedback) {
             bail!("--warp-phys needs --model warp on --task msd or lotka with --forecast-mode feedback (each step integrates from the state before it)");
@@ -455,6 +461,7 @@ impl TrainConfig {
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
                 f.loss = self.forecast_loss;
+                f.relative = self.relative;
                 Ok(Task::ett(TaskKind::Ett, f))
             }
             TaskKind::MnistCompletion => {
@@ -469,6 +476,7 @@ impl TrainConfig {
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
                 f.loss = self.forecast_loss;
+                f.relative = self.relative;
                 Ok(Task::ett(self.task, f))
             }
             TaskKind::Msd | TaskKind::Lotka => {
@@ -479,6 +487,7 @@ impl TrainConfig {
                 f.forcing = self.forcing;
                 f.mode = self.forecast_mode;
                 f.loss = self.forecast_loss;
+                f.relative = self.relative;
                 Ok(Task::ett(self.task, f))
             }
             TaskKind::Filter => Task::filter(self.filter_spec(), self.seq_len),

@@ -232,6 +232,9 @@ struct TrainArgs {
     /// msd, lotka: simulated training trajectories (512)
     #[arg(long, value_name = "N")]
     sim_trajectories: Option<usize>,
+    /// forecasting: each window relative to its last look-back row (forecast the change)
+    #[arg(long)]
+    relative: bool,
     /// forecasting: mse | nll (Gaussian negative log-likelihood; the model predicts means and sds)
     #[arg(long)]
     forecast_loss: Option<String>,
@@ -535,6 +538,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(sim_trajectories);
     if a.warp_phys {
         c.warp_phys = true;
+    }
+    if a.relative {
+        c.relative = true;
     }
     if let Some(v) = &a.forecast_loss {
         c.forecast_loss = longmem::tasks::ett::ForecastLoss::parse(v)?;

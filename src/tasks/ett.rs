@@ -72,6 +72,10 @@ pub struct Forecasting {
     pub forcing: f64,
     pub mode: ForecastMode,
     pub loss: ForecastLoss,
+    /// each window with its last look-back row subtracted (inputs and
+    /// targets): the model forecasts the change, as the naive forecast
+    /// would be zero
+    pub relative: bool,
 }
 
 impl Forecasting {
@@ -94,7 +98,7 @@ impl Forecasting {
             sq += d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
             count += d.len();
         }
-        Ok(Forecasting { train, lookback, horizon, naive_step_mse: sq / count as f64, forcing: 1.0, mode: ForecastMode::Direct, loss: ForecastLoss::Mse })
+        Ok(Forecasting { train, lookback, horizon, naive_step_mse: sq / count as f64, forcing: 1.0, mode: ForecastMode::Direct, loss: ForecastLoss::Mse, relative: false })
     }
 
     pub fn channels(&self) -> usize {
@@ -133,6 +137,9 @@ impl Forecasting {
             })
             .collect();
         let mut batch = windows(&self.train, &picks, w);
+        if self.relative {
+            relative_batch(&mut batch, self.lookback);
+        }
         if self.loss == ForecastLoss::Nll {
             if let Target::Values(v) = std::mem::replace(&mut batch.target, Target::Values(Vec::new())) {
                 batch.target = Target::Gaussian(v);
@@ -147,6 +154,22 @@ impl Forecasting {
             batch.feedback = Some((0..rows).map(|r| if r >= first && rng.uniform() >= self.forcing { 1.0 } else { 0.0 }).collect());
         }
         batch
+    }
+}
+
+/// Subtract each window's row `lookback − 1` from its inputs and targets.
+pub fn relative_batch(batch: &mut Batch, lookback: usize) {
+    let (t_len, b, c) = batch.x.dim();
+    let last = batch.x.slice(ndarray::s![lookback - 1, .., ..]).to_owned();
+    for t in 0..t_len {
+        let mut xt = batch.x.slice_mut(ndarray::s![t, .., ..]);
+        xt -= &last;
+    }
+    if let Target::Values(y) | Target::Gaussian(y) = &mut batch.target {
+        for (i, v) in y.iter_mut().enumerate() {
+            let (j, k) = ((i / c) % b, i % c);
+            *v -= last[[j, k]];
+        }
     }
 }
 

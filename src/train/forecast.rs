@@ -23,7 +23,10 @@ pub const SCALER_FILE: &str = "scaler.json";
 /// `horizon` predicted rows `(H, B, C)` after each look-back of `context`
 /// `(L, B, C)`, as the run was trained to (see `tasks::ett`); a Gaussian
 /// head's means.
-pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usize, mode: ForecastMode) -> Array3<f32> {
+pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usize, mode: ForecastMode, relative: bool) -> Array3<f32> {
+    if relative {
+        return relative_to_last(context, |ctx| predict(model, p, ctx, horizon, mode, false));
+    }
     let (l, b, c) = context.dim();
     match mode {
         ForecastMode::Feedback => rollout(model, p, context, horizon, l + horizon - 1),
@@ -39,6 +42,19 @@ pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usiz
             y.slice(s![l - 1.., .., ..c]).to_owned()
         }
     }
+}
+
+/// `--relative`: forecast the window with its last look-back row
+/// subtracted, then add it back.
+pub fn relative_to_last(context: ArrayView3<f32>, f: impl FnOnce(ArrayView3<f32>) -> Array3<f32>) -> Array3<f32> {
+    let l = context.dim().0;
+    let last = context.slice(s![l - 1, .., ..]).to_owned();
+    let shifted = &context - &last;
+    let mut pred = f(shifted.view());
+    for mut row in pred.outer_iter_mut() {
+        row += &last;
+    }
+    pred
 }
 
 /// Forecast with every prediction fed back as the next input; `window`:
@@ -78,7 +94,7 @@ pub struct Errors {
 
 /// Errors over every window of every series: starts 0, 1, ... while L + H
 /// rows fit, in batches of `batch` windows.
-pub fn split_errors(model: &Model, p: &[f32], series: &[Array2<f32>], lookback: usize, horizon: usize, mode: ForecastMode, batch: usize) -> Result<Errors> {
+pub fn split_errors(model: &Model, p: &[f32], series: &[Array2<f32>], lookback: usize, horizon: usize, mode: ForecastMode, relative: bool, batch: usize) -> Result<Errors> {
     let c = series.first().context("no series to evaluate")?.dim().1;
     let o = model.dims().output;
     ensure!(model.dims().input == c && (o == c || o == 2 * c), "the model reads {} channels and has {o} outputs; the series has {c}", model.dims().input);
@@ -92,7 +108,7 @@ pub fn split_errors(model: &Model, p: &[f32], series: &[Array2<f32>], lookback: 
     for chunk in starts.chunks(batch.max(1)) {
         let b = chunk.len();
         let ctx = Array3::from_shape_fn((lookback, b, c), |(t, j, k)| series[chunk[j].0][[chunk[j].1 + t, k]]);
-        let pred = predict(model, p, ctx.view(), horizon, mode);
+        let pred = predict(model, p, ctx.view(), horizon, mode, relative);
         ensure!(pred.iter().all(|v| v.is_finite()), "the model's forecast is not finite for windows from row {} of series {}", chunk[0].1, chunk[0].0);
         for (j, &(si, s0)) in chunk.iter().enumerate() {
             let series = &series[si];
@@ -166,8 +182,8 @@ pub fn evaluate(dir: &Path, cfg: &TrainConfig) -> Result<ForecastEval> {
     let (valid_s, test_s) = eval_series(cfg)?;
     let (model, ck) = load_run(dir, cfg, test_s[0].dim().1)?;
     let batch = 256;
-    let valid = split_errors(&model, &ck.params, &valid_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
-    let test = split_errors(&model, &ck.params, &test_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, batch)?;
+    let valid = split_errors(&model, &ck.params, &valid_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, cfg.relative, batch)?;
+    let test = split_errors(&model, &ck.params, &test_s, cfg.lookback, cfg.horizon, cfg.forecast_mode, cfg.relative, batch)?;
     plot_test_windows(dir, cfg, &model, &ck.params, &test_s)?;
     Ok(ForecastEval {
         mse: test.mse,
@@ -196,7 +212,7 @@ fn plot_test_windows(dir: &Path, cfg: &TrainConfig, model: &Model, p: &[f32], te
     };
     let c = test[0].dim().1;
     let ctx = Array3::from_shape_fn((l, picks.len(), c), |(t, j, k)| test[picks[j].0][[picks[j].1 + t, k]]);
-    let pred = predict(model, p, ctx.view(), h, cfg.forecast_mode);
+    let pred = predict(model, p, ctx.view(), h, cfg.forecast_mode, cfg.relative);
     let channels: Vec<usize> = if cfg.task.system().is_some() { (0..c).collect() } else { vec![c - 1] };
     let mut panels = Vec::new();
     for (j, &(si, s0)) in picks.iter().enumerate() {
@@ -255,11 +271,19 @@ pub fn forecast(dir: &Path, cfg: &TrainConfig, context: &Path, horizon: usize) -
     let ctx = z.into_shape_with_order((l, 1, c)).expect("one window");
     let pred = match cfg.forecast_mode {
         // on the trained clock: τ runs past 1 beyond the trained horizon
-        ForecastMode::Feedback => rollout(&model, &ck.params, ctx.view(), horizon, cfg.lookback + cfg.horizon - 1),
+        ForecastMode::Feedback => {
+            let window = cfg.lookback + cfg.horizon - 1;
+            let run = |ctx: ArrayView3<f32>| rollout(&model, &ck.params, ctx, horizon, window);
+            if cfg.relative {
+                relative_to_last(ctx.view(), run)
+            } else {
+                run(ctx.view())
+            }
+        }
         // on the trained window, cut to the rows asked for
         ForecastMode::Direct => {
             ensure!(horizon <= cfg.horizon, "the run forecasts {} rows directly (its --horizon); ask for at most that many", cfg.horizon);
-            predict(&model, &ck.params, ctx.view(), cfg.horizon, ForecastMode::Direct).slice(s![..horizon, .., ..]).to_owned()
+            predict(&model, &ck.params, ctx.view(), cfg.horizon, ForecastMode::Direct, cfg.relative).slice(s![..horizon, .., ..]).to_owned()
         }
     };
     let pred = pred.into_shape_with_order((horizon, c)).expect("one window");
