@@ -236,3 +236,33 @@ fn gaussian_nll_forecaster_beats_the_naive_forecast() {
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("forecasting"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ETTh2's test months sit away from its training months: forecasting the
+/// change from the last look-back row (--relative) is what beats the naive
+/// forecast there.
+#[test]
+fn relative_forecasts_beat_the_naive_forecast_on_etth2() {
+    let f = etth1().with_file_name("ETTh2.csv");
+    if !f.exists() {
+        assert!(std::env::var("LONGMEM_REQUIRE_DATA").as_deref() != Ok("1"), "no ETTh2 at {}", f.display());
+        eprintln!("SKIPPED relative_forecasts_beat_the_naive_forecast_on_etth2: no data at {}", f.display());
+        return;
+    }
+    let dir = tmp("relative");
+    let d = dir.to_str().unwrap();
+    ok(&longmem(&[
+        "train", "--task", "ett", "--data", f.to_str().unwrap(), "--model", "warp", "--theta0", "hyper", "--hidden", "8", "--lookback", "48",
+        "--horizon", "24", "--steps", "300", "--batch", "16", "--relative", "--device", "cpu", "--quiet", "--out", d,
+    ]));
+    let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", d, "--json"]))).unwrap();
+    let (m, naive) = (r["mse"].as_f64().unwrap(), r["naive_mse"].as_f64().unwrap());
+    eprintln!("ETTh2 L=48 H=24 relative: test mse {m:.4} (naive {naive:.4})");
+    assert!(m < naive, "relative test MSE {m} vs naive {naive}");
+    // the forecast command works in the same frame
+    let text = std::fs::read_to_string(&f).unwrap();
+    let ctx = dir.join("context.csv");
+    std::fs::write(&ctx, text.lines().take(101).collect::<Vec<_>>().join("\n")).unwrap();
+    let csv = ok(&longmem(&["forecast", "--run", d, "--context", ctx.to_str().unwrap()]));
+    assert_eq!(csv.lines().count(), 25);
+    let _ = std::fs::remove_dir_all(&dir);
+}

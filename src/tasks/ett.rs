@@ -216,4 +216,18 @@ mod tests {
         assert!((f.naive_step_mse - 100.0).abs() < 1e-9);
         assert!(Forecasting::new(vec![series], 20, 11).is_err());
     }
+
+    #[test]
+    fn relative_windows_subtract_the_last_lookback_row() {
+        let series = Array2::from_shape_fn((30, 2), |(i, j)| (i * 10 + j) as f32);
+        let mut b = windows(&[series], &[(0, 5), (0, 0)], 7);
+        relative_batch(&mut b, 4);
+        // window 0 starts at row 5: its last look-back row is row 8 = [80, 81]
+        assert_eq!(b.x[[3, 0, 0]], 0.0);
+        assert_eq!(b.x[[0, 0, 1]], 51.0 - 81.0);
+        assert_eq!(b.x[[5, 1, 0]], 50.0 - 30.0);
+        let Target::Values(y) = &b.target else { panic!() };
+        // row (t = 0, window 1): series row 1 less row 3
+        assert_eq!(&y[2..4], &[-20.0, -20.0]);
+    }
 }
