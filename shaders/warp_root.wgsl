@@ -1,5 +1,6 @@
 // WARP's decoding: every row (t, b) runs the root MLP whose weights are its
-// own state θ_{t+1}, on τ_t = t/(T−1). One invocation per row; the hidden
+// own state θ_{t+1}, on τ_t = t/(T−1) (and, with `root_x`, the row's input
+// x_t: layer 0 reads [τ; x]). One invocation per row; the hidden
 // activations (and, backwards, two vectors dz/da) live in a scratch row.
 // Layout of θ as in src/models/warp/mod.rs: per layer W (out×in) then b;
 // layer 0 reads τ (width 1), `depth` hidden layers of `width`, output `out_w`.
@@ -7,6 +8,7 @@
 struct Root {
     batch: u32, t_len: u32, width: u32, depth: u32,
     out_w: u32, dd: u32, scratch_w: u32, act: u32,
+    din: u32, root_x: u32, _p0: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: Root;
@@ -14,6 +16,7 @@ struct Root {
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(5) var<storage, read> xin: array<f32>;
 
 fn act(v: f32) -> f32 {
     if (u.act == 0u) {
@@ -29,8 +32,11 @@ fn act_grad(y: f32) -> f32 {
     return 1.0 - y * y;
 }
 
+fn x_width() -> u32 {
+    return select(0u, u.din, u.root_x != 0u);
+}
 fn inp_of(l: u32) -> u32 {
-    return select(u.width, 1u, l == 0u);
+    return select(u.width, 1u + x_width(), l == 0u);
 }
 fn out_of(l: u32) -> u32 {
     return select(u.width, u.out_w, l == u.depth);
@@ -39,7 +45,15 @@ fn w_off(l: u32) -> u32 {
     if (l == 0u) {
         return 0u;
     }
-    return 2u * u.width + (l - 1u) * (u.width * u.width + u.width);
+    return (2u + x_width()) * u.width + (l - 1u) * (u.width * u.width + u.width);
+}
+
+// input j of layer 0 for row r: τ, then x_t
+fn in0(r: u32, j: u32, tv: f32) -> f32 {
+    if (j == 0u) {
+        return tv;
+    }
+    return xin[r * u.din + j - 1u];
 }
 
 fn tau(t: u32) -> f32 {
@@ -63,7 +77,9 @@ fn root_forward(r: u32, write_y: bool) {
         for (var k = 0u; k < no; k++) {
             var z = states[bo + k];
             if (l == 0u) {
-                z += states[wo + k] * tv;
+                for (var j = 0u; j < ni; j++) {
+                    z += states[wo + k * ni + j] * in0(r, j, tv);
+                }
             } else {
                 let a0 = sb + (l - 1u) * u.width;
                 for (var j = 0u; j < ni; j++) {
@@ -103,7 +119,7 @@ fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     let th = (r + u.batch) * u.dd;
     let g = r * u.dd;
     let sb = r * u.scratch_w;
-    let m = max(u.width, u.out_w);
+    let m = max(max(u.width, u.out_w), 1u + x_width());
     let dz = sb + u.depth * u.width;
     let da = dz + m;
     let tv = tau(r / u.batch);
@@ -124,9 +140,11 @@ fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
             let d = scratch[dz + k];
             out[g + bo + k] = d;
             for (var j = 0u; j < ni; j++) {
-                var a = tv;
+                var a = 0.0;
                 if (l > 0u) {
                     a = scratch[a0 + j];
+                } else {
+                    a = in0(r, j, tv);
                 }
                 out[g + wo + k * ni + j] = d * a;
                 scratch[da + j] += states[th + wo + k * ni + j] * d;

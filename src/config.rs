@@ -100,6 +100,8 @@ pub struct TrainConfig {
     pub root_act: RootAct,
     /// WARP: learned | hyper (θ_0 from x_0 by a small MLP)
     pub theta0: Theta0,
+    /// WARP: the root network also reads the step's input (the row before the one it predicts)
+    pub root_input_x: bool,
     // --- forecasting (task ett)
     /// steps of history the forecast starts from (the horizon is `horizon`)
     pub lookback: usize,
@@ -188,6 +190,7 @@ impl Default for TrainConfig {
             root_depth: 1,
             root_act: RootAct::Relu,
             theta0: Theta0::Learned,
+            root_input_x: false,
             lookback: 96,
             forecast_mode: crate::tasks::ett::ForecastMode::Direct,
             forcing: 1.0,
@@ -309,6 +312,9 @@ impl TrainConfig {
         if self.warp_phys && (self.model != ModelKind::Warp || self.task.system().is_none() || self.forecast_mode != crate::tasks::ett::ForecastMode::Feedback) {
             bail!("--warp-phys needs --model warp on --task msd or lotka with --forecast-mode feedback (each step integrates from the state before it)");
         }
+        if self.root_input_x && (self.model != ModelKind::Warp || self.task.is_lm()) {
+            bail!("--root-input-x is for --model warp on dense inputs (not the language-modelling tasks)");
+        }
         if self.task.is_lm() {
             return self.validate_lm();
         }
@@ -404,6 +410,7 @@ impl TrainConfig {
             root_act: self.root_act,
             theta0: self.theta0,
             warp_phys: if self.warp_phys { self.task.system() } else { None },
+            root_input_x: self.root_input_x,
         }
     }
 

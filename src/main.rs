@@ -220,6 +220,9 @@ struct TrainArgs {
     /// warp: learned | hyper (θ_0 from the first input by a small MLP)
     #[arg(long)]
     theta0: Option<String>,
+    /// warp: the root network also reads each step's input (the row before the one it predicts)
+    #[arg(long)]
+    root_input_x: bool,
     /// ett: steps of history each forecast starts from (96)
     #[arg(long, value_name = "L")]
     lookback: Option<usize>,
@@ -538,6 +541,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(sim_trajectories);
     if a.warp_phys {
         c.warp_phys = true;
+    }
+    if a.root_input_x {
+        c.root_input_x = true;
     }
     if a.relative {
         c.relative = true;

@@ -21,7 +21,12 @@ fn build(input: usize, width: usize, depth: usize, output: usize, act: RootAct, 
 }
 
 fn build_phys(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, phys: Option<System>) -> Model {
-    let opts = ModelOptions { root_depth: depth, root_act: act, theta0, warp_phys: phys, ..Default::default() };
+    build_full(input, width, depth, output, act, theta0, phys, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_full(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, phys: Option<System>, root_x: bool) -> Model {
+    let opts = ModelOptions { root_depth: depth, root_act: act, theta0, warp_phys: phys, root_input_x: root_x, ..Default::default() };
     Model::build(ModelKind::Warp, Dims { input, hidden: width, output }, &opts).unwrap()
 }
 
@@ -54,7 +59,7 @@ fn loss_at(model: &Model, p: &[f64], batch: &Batch) -> f64 {
     }
     let h0 = Array2::zeros((batch.batch(), model.state_width()));
     let states = model.forward(p, x.view(), h0.view());
-    let y = model.readout_forward(p, states.view());
+    let y = model.readout_forward_x(p, states.view(), Some(x.view()));
     batch_loss_and_grad(&y, batch).0
 }
 
@@ -131,6 +136,34 @@ fn gaussian_nll_gradients_match_finite_differences() {
     for fed in [false, true] {
         let model = build(2, 3, 1, 4, RootAct::Tanh, Theta0::Hyper);
         gradcheck_target(&model, 5, 3, fed, true);
+    }
+}
+
+#[test]
+fn root_reading_its_input_gradients_match_finite_differences() {
+    for fed in [false, true] {
+        gradcheck_fed(&build_full(2, 3, 2, 2, RootAct::Tanh, Theta0::Hyper, None, true), 5, 3, fed);
+    }
+    gradcheck_fed(&build_full(2, 3, 1, 2, RootAct::Tanh, Theta0::Learned, Some(System::Lotka), true), 4, 2, true);
+}
+
+#[test]
+fn gpu_matches_cpu_root_reading_its_input() {
+    let Some(ctx) = test_context("warp") else { return };
+    let model = build_full(3, 5, 2, 3, RootAct::Tanh, Theta0::Hyper, None, true);
+    let mut rng = Rng::seed(fresh_seed("warp"));
+    let params = perturbed(&model, &mut rng, 0.3 / (model.state_width() as f64).sqrt(), 0.2);
+    let mut gpu = GpuBackend::new(ctx, model.clone(), &params, ScanOptions::default()).unwrap();
+    let mut cpu = CpuBackend::new(model.clone(), params).unwrap();
+    let bt = batch(6, 4, 3, 3, &mut rng);
+    let (_, y_gpu) = gpu.evaluate(&bt).unwrap();
+    let (_, y_cpu) = cpu.evaluate(&bt).unwrap();
+    assert!(rel_err(&y_gpu, &y_cpu) < 1e-5, "decoded outputs rel err {}", rel_err(&y_gpu, &y_cpu));
+    let (_, g_gpu) = gpu.gradients(&bt).unwrap();
+    let (_, g_cpu) = cpu.gradients(&bt).unwrap();
+    for v in model.layout().views() {
+        let e = rel_err(&g_gpu[v.range()], &g_cpu[v.range()]);
+        assert!(e < 1e-4, "root_x: grad {} rel err {e}", v.name);
     }
 }
 

@@ -128,6 +128,8 @@ pub struct ModelOptions {
     pub theta0: warp::Theta0,
     /// WARP-Phys: decode through this system's integrator
     pub warp_phys: Option<crate::tasks::dynamics::System>,
+    /// WARP: the root network also reads the step's input
+    pub root_input_x: bool,
 }
 
 impl Default for ModelOptions {
@@ -143,6 +145,7 @@ impl Default for ModelOptions {
             root_act: warp::RootAct::Relu,
             theta0: warp::Theta0::Learned,
             warp_phys: None,
+            root_input_x: false,
         }
     }
 }
@@ -214,7 +217,7 @@ impl Model {
                 Model::Scrn(scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias))
             }
             ModelKind::Urnn => Model::Urnn(urnn::Urnn::new(dims, o.bias)?),
-            ModelKind::Warp => Model::Warp(warp::Warp::new(dims, o.root_depth, o.root_act, o.theta0, o.warp_phys)?),
+            ModelKind::Warp => Model::Warp(warp::Warp::new(dims, o.root_depth, o.root_act, o.theta0, o.warp_phys, o.root_input_x)?),
         })
     }
 
@@ -333,17 +336,23 @@ impl Model {
     /// Outputs `(T·B, O)` from states `(T + 1, B, S)`: the shared linear
     /// readout, or WARP's root network run with each state's weights.
     pub fn readout_forward<F: Real>(&self, p: &[F], states: ArrayView3<F>) -> Array2<F> {
+        self.readout_forward_x(p, states, None)
+    }
+
+    /// As [`Model::readout_forward`] with the inputs `(T, B, I)` the states
+    /// came from (WARP's root may read them: `root_input_x`).
+    pub fn readout_forward_x<F: Real>(&self, p: &[F], states: ArrayView3<F>, x: Option<ArrayView3<F>>) -> Array2<F> {
         match self {
-            Model::Warp(m) => m.decode(states),
+            Model::Warp(m) => m.decode(states, x),
             _ => readout::forward(p, self.layout(), states, self.readout_width()),
         }
     }
 
     /// From dL/dy `(T·B, O)`: adds the readout's parameter gradients (none
     /// for WARP) and returns dL/d(states 1..=T) `(T, B, S)`.
-    pub fn readout_backward<F: Real>(&self, p: &[F], states: ArrayView3<F>, dy: &Array2<F>, grads: &mut [F]) -> Array3<F> {
+    pub fn readout_backward<F: Real>(&self, p: &[F], states: ArrayView3<F>, x: Option<ArrayView3<F>>, dy: &Array2<F>, grads: &mut [F]) -> Array3<F> {
         match self {
-            Model::Warp(m) => m.decode_backward(states, dy.view()),
+            Model::Warp(m) => m.decode_backward(states, x, dy.view()),
             _ => readout::backward(p, self.layout(), states, self.readout_width(), dy, grads),
         }
     }
@@ -459,13 +468,14 @@ impl Model {
         ctx: &crate::gpu::GpuContext,
         t_len: usize,
         batch: usize,
+        x: &wgpu::Buffer,
         states: &wgpu::Buffer,
         y: &wgpu::Buffer,
         dy: &wgpu::Buffer,
         d_states: &wgpu::Buffer,
     ) -> Result<Option<warp::gpu::ReadoutPlan>> {
         match self {
-            Model::Warp(m) => Ok(Some(m.gpu_readout(ctx, t_len, batch, states, y, dy, d_states)?)),
+            Model::Warp(m) => Ok(Some(m.gpu_readout(ctx, t_len, batch, x, states, y, dy, d_states)?)),
             _ => Ok(None),
         }
     }

@@ -88,10 +88,11 @@ pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: Array
     }
     let input = batch.input(&x);
     let states = model.forward(p, input, h0);
-    let y = model.readout_forward(p, states.view());
+    let dense = batch.tokens.is_none().then(|| x.view());
+    let y = model.readout_forward_x(p, states.view(), dense);
     let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![F::zero(); p.len()];
-    let d_states = model.readout_backward(p, states.view(), &dy, &mut grads);
+    let d_states = model.readout_backward(p, states.view(), dense, &dy, &mut grads);
     let dh0 = model.backward(p, input, states.view(), d_states.view(), &mut grads);
     if let (true, Some(v)) = (own_start, model.learned_h0()) {
         for (g, d) in grads[v.range()].iter_mut().zip(dh0.sum_axis(ndarray::Axis(0)).iter()) {
@@ -139,7 +140,7 @@ impl Backend for CpuBackend {
             self.model.forward(&self.params, batch.input(&batch.x), h0.view())
         };
         self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());
-        let y = self.model.readout_forward(&self.params, states.view());
+        let y = self.model.readout_forward_x(&self.params, states.view(), batch.tokens.is_none().then(|| batch.x.view()));
         let loss = batch_loss(&y, batch);
         Ok((loss, y.into_raw_vec_and_offset().0))
     }

@@ -36,7 +36,7 @@ pub fn predict(model: &Model, p: &[f32], context: ArrayView3<f32>, horizon: usiz
             hold_horizon(&mut x, l);
             let h0 = model.initial_states(p, b);
             let st = model.forward(p, x.view(), h0.view());
-            let y = model.readout_forward(p, st.view());
+            let y = model.readout_forward_x(p, st.view(), Some(x.view()));
             let o = y.dim().1;
             let y = y.into_shape_with_order((l + horizon - 1, b, o)).expect("rows");
             y.slice(s![l - 1.., .., ..c]).to_owned()

@@ -131,7 +131,7 @@ impl GpuBackend {
         let io = SeqIo { params: &self.params, grads: &self.grads, x: &x, tokens: tokens.then_some(&csr), states: &states, d_states: &d_states };
         let family = model.gpu_plan(ctx, t_len, batch, &io, &self.scan)?;
 
-        let own_readout = model.gpu_readout(ctx, t_len, batch, &states, &y, &dy, &d_states)?;
+        let own_readout = model.gpu_readout(ctx, t_len, batch, &x, &states, &y, &dy, &d_states)?;
         // the readout features of states 1..=T: rows of width r, s apart
         let feats = Mat { buf: &states, off: batch * s, rs: s, cs: 1 };
         let mut forward: Vec<Dispatch> = family.forward.iter().map(clone_dispatch).collect();

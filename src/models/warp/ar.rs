@@ -25,10 +25,11 @@ impl Warp {
     /// One row's output: the root network's, or (WARP-Phys) the integration
     /// step from the state `u` with the root's parameters.
     pub(super) fn decode_row<F: Real>(&self, theta: &[F], tau_t: F, u: &[F], raw: &mut [F], sc: &mut RootScratch<F>, y: &mut [F]) {
+        let xin: &[F] = if self.root_x { u } else { &[] };
         match self.phys {
-            None => self.root_row(theta, tau_t, sc.acts_mut(), y),
+            None => self.root_row(theta, tau_t, xin, sc.acts_mut(), y),
             Some(sys) => {
-                self.root_row(theta, tau_t, sc.acts_mut(), raw);
+                self.root_row(theta, tau_t, xin, sc.acts_mut(), raw);
                 super::phys::step(sys, raw, u, y);
             }
         }
@@ -121,21 +122,22 @@ impl Warp {
                 }
                 let theta = tr.states.slice(s![t + 1, b, ..]);
                 let theta = theta.as_slice().expect("row");
+                let u = tr.inputs.slice(s![t, b, ..]);
+                let u = u.as_slice().expect("row");
+                let xin: &[F] = if self.root_x { u } else { &[] };
                 let mut row = g.row_mut(b);
+                // dL/du_t: through the root's input and (WARP-Phys) the integration step
+                let mut du = vec![F::zero(); c];
                 match self.phys {
-                    None => self.root_row_backward(theta, tau_t, &dyt, row.as_slice_mut().expect("row"), &mut sc),
+                    None => self.root_row_backward(theta, tau_t, xin, &dyt, row.as_slice_mut().expect("row"), &mut du[..xin.len()], &mut sc),
                     Some(sys) => {
-                        // through the integration step: to the raw parameters and to the state u_t
-                        let u = tr.inputs.slice(s![t, b, ..]);
-                        let u = u.as_slice().expect("row");
-                        self.root_row(theta, tau_t, sc.acts_mut(), &mut raw);
-                        let mut du = vec![F::zero(); c];
+                        self.root_row(theta, tau_t, xin, sc.acts_mut(), &mut raw);
                         super::phys::step_backward(sys, &raw, u, &dyt, &mut d_raw, &mut du);
-                        for k in 0..c {
-                            gu[[t, b, k]] = gu[[t, b, k]] + du[k];
-                        }
-                        self.root_row_backward(theta, tau_t, &d_raw, row.as_slice_mut().expect("row"), &mut sc);
+                        self.root_row_backward(theta, tau_t, xin, &d_raw, row.as_slice_mut().expect("row"), &mut du[..xin.len()], &mut sc);
                     }
+                }
+                for k in 0..c {
+                    gu[[t, b, k]] = gu[[t, b, k]] + du[k];
                 }
             }
             g.zip_mut_with(&g_next, |a, &b| *a = *a + b);

@@ -160,8 +160,9 @@ impl Warp {
     }
 
     /// The root network of one row: outputs into `y`, hidden activations
-    /// (all layers, concatenated) into `acts`.
-    pub(super) fn root_row<F: Real>(&self, theta: &[F], tau: F, acts: &mut [F], y: &mut [F]) {
+    /// (all layers, concatenated) into `acts`. Layer 0 reads [τ; x] (x
+    /// empty unless the root reads its input, `root_x`).
+    pub(super) fn root_row<F: Real>(&self, theta: &[F], tau: F, x: &[F], acts: &mut [F], y: &mut [F]) {
         let layers = &self.root.layers;
         let mut off_in = 0;
         let mut off_out = 0;
@@ -171,7 +172,7 @@ impl Warp {
                 let w = &theta[l.w + k * l.inp..l.w + (k + 1) * l.inp];
                 let mut z = theta[l.b + k];
                 if li == 0 {
-                    z = z + w[0] * tau;
+                    z = z + w[0] * tau + w[1..].iter().zip(x).map(|(&a, &b)| a * b).sum::<F>();
                 } else {
                     z = z + w.iter().zip(&acts[off_in..off_in + l.inp]).map(|(&a, &b)| a * b).sum::<F>();
                 }
@@ -188,8 +189,18 @@ impl Warp {
         }
     }
 
-    /// Decoding: `y_t = root(τ_t; θ_t)` for every row, `(T·B, O)`.
-    pub fn decode<F: Real>(&self, states: ArrayView3<F>) -> Array2<F> {
+    /// The root's extra input of row (t, b): x_t when it reads it.
+    fn root_in<'a, F: Real>(&self, x: Option<&'a ArrayView3<'a, F>>, t: usize, b: usize) -> Vec<F> {
+        match (self.root_x, x) {
+            (true, Some(x)) => x.slice(s![t, b, ..]).to_vec(),
+            (true, None) => panic!("WARP with --root-input-x decodes from its inputs: pass them"),
+            (false, _) => Vec::new(),
+        }
+    }
+
+    /// Decoding: `y_t = root(τ_t; θ_t)` (or `root([τ_t; x_t]; θ_t)`) for
+    /// every row, `(T·B, O)`.
+    pub fn decode<F: Real>(&self, states: ArrayView3<F>, x: Option<ArrayView3<F>>) -> Array2<F> {
         let (t1, batch, _) = states.dim();
         let t_len = t1 - 1;
         let o = self.dims.output;
@@ -200,14 +211,15 @@ impl Warp {
                 let theta = states.slice(s![t + 1, b, ..]);
                 let theta = theta.as_slice().expect("contiguous state");
                 let mut row = y.row_mut(t * batch + b);
-                self.root_row(theta, tau(t, t_len), &mut acts, row.as_slice_mut().expect("row"));
+                let xin = self.root_in(x.as_ref(), t, b);
+                self.root_row(theta, tau(t, t_len), &xin, &mut acts, row.as_slice_mut().expect("row"));
             }
         }
         y
     }
 
     /// From dL/dy `(T·B, O)`: dL/d(states 1..=T) `(T, B, D)` through the root network.
-    pub fn decode_backward<F: Real>(&self, states: ArrayView3<F>, dy: ArrayView2<F>) -> Array3<F> {
+    pub fn decode_backward<F: Real>(&self, states: ArrayView3<F>, x: Option<ArrayView3<F>>, dy: ArrayView2<F>) -> Array3<F> {
         let (t1, batch, d) = states.dim();
         let t_len = t1 - 1;
         let mut out = Array3::zeros((t_len, batch, d));
@@ -218,17 +230,21 @@ impl Warp {
                 let theta = states.slice(s![t + 1, b, ..]);
                 let mut g = out.slice_mut(s![t, b, ..]);
                 let dy_row = dy.row(t * batch + b);
-                self.root_row_backward(theta.as_slice().expect("row"), tau_t, dy_row.as_slice().expect("row"), g.as_slice_mut().expect("row"), &mut scratch);
+                let xin = self.root_in(x.as_ref(), t, b);
+                let mut dx = vec![F::zero(); xin.len()];
+                self.root_row_backward(theta.as_slice().expect("row"), tau_t, &xin, dy_row.as_slice().expect("row"), g.as_slice_mut().expect("row"), &mut dx, &mut scratch);
             }
         }
         out
     }
 
-    /// dL/dθ of one row into `g` (every entry written) from its dL/dy.
-    pub(super) fn root_row_backward<F: Real>(&self, theta: &[F], tau_t: F, dy: &[F], g: &mut [F], sc: &mut RootScratch<F>) {
+    /// dL/dθ of one row into `g` (every entry written) from its dL/dy;
+    /// dL/dx of the root's extra input added into `dx`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn root_row_backward<F: Real>(&self, theta: &[F], tau_t: F, x: &[F], dy: &[F], g: &mut [F], dx: &mut [F], sc: &mut RootScratch<F>) {
         let layers = &self.root.layers;
         let RootScratch { acts, y, dz, da } = sc;
-        self.root_row(theta, tau_t, acts, y);
+        self.root_row(theta, tau_t, x, acts, y);
         let last = layers.len() - 1;
         dz[..layers[last].out].copy_from_slice(dy);
         // offset of this layer's input activations within `acts`
@@ -243,7 +259,11 @@ impl Warp {
                 let dzk = dz[k];
                 g[l.b + k] = dzk;
                 for j in 0..l.inp {
-                    let a_j = if li == 0 { tau_t } else { acts[in_off + j] };
+                    let a_j = match (li, j) {
+                        (0, 0) => tau_t,
+                        (0, _) => x[j - 1],
+                        _ => acts[in_off + j],
+                    };
                     g[l.w + k * l.inp + j] = dzk * a_j;
                     da[j] = da[j] + theta[l.w + k * l.inp + j] * dzk;
                 }
@@ -251,6 +271,10 @@ impl Warp {
             if li > 0 {
                 for j in 0..l.inp {
                     dz[j] = da[j] * act_grad(self.act, acts[in_off + j]);
+                }
+            } else {
+                for (d, &v) in dx.iter_mut().zip(&da[1..l.inp]) {
+                    *d = *d + v;
                 }
             }
         }

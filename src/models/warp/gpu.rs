@@ -35,6 +35,9 @@ struct RootUniform {
     dd: u32,
     scratch_w: u32,
     act: u32,
+    din: u32,
+    root_x: u32,
+    _p: [u32; 2],
 }
 
 /// The decoding's dispatches: states → y, and dy → d_states (every entry).
@@ -133,13 +136,16 @@ impl Warp {
 
     /// The decoding on the GPU: `y` (T·B, O) from the states, and `d_states`
     /// (T, B, D) from `dy`.
-    pub fn gpu_readout(&self, ctx: &GpuContext, t_len: usize, batch: usize, states: &wgpu::Buffer, y: &wgpu::Buffer, dy: &wgpu::Buffer, d_states: &wgpu::Buffer) -> Result<ReadoutPlan> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn gpu_readout(&self, ctx: &GpuContext, t_len: usize, batch: usize, x: &wgpu::Buffer, states: &wgpu::Buffer, y: &wgpu::Buffer, dy: &wgpu::Buffer, d_states: &wgpu::Buffer) -> Result<ReadoutPlan> {
         let rows = t_len * batch;
         let (w, depth, o) = (self.dims.hidden, self.depth, self.dims.output);
-        let scratch_w = depth * w + 2 * w.max(o);
+        // dz/da of layer 0 are 1 + d wide when the root reads x
+        let in0 = 1 + if self.root_x { self.dims.input } else { 0 };
+        let scratch_w = depth * w + 2 * w.max(o).max(in0);
         let scratch = ops::storage(ctx, "warp.root_scratch", rows.max(1) * scratch_w)?;
         use Binding::{Read, ReadWrite, Uniform};
-        let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite];
+        let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite, Read];
         let u = RootUniform {
             batch: batch as u32,
             t_len: t_len as u32,
@@ -149,13 +155,16 @@ impl Warp {
             dd: self.root.size as u32,
             scratch_w: scratch_w as u32,
             act: self.act.code(),
+            din: self.dims.input as u32,
+            root_x: self.root_x as u32,
+            _p: [0; 2],
         };
         let ub = ops::uniform(ctx, &u);
         let groups = ops::grid(ctx, rows, 64)?;
         let fk = ctx.kernel(&shaders::WARP_ROOT, "decode", &[], &bindings)?;
         let bk = ctx.kernel(&shaders::WARP_ROOT, "decode_backward", &[], &bindings)?;
-        let fb = ops::bind(ctx, &fk, &[&ub, states, states, y, &scratch]);
-        let bb = ops::bind(ctx, &bk, &[&ub, states, dy, d_states, &scratch]);
+        let fb = ops::bind(ctx, &fk, &[&ub, states, states, y, &scratch, x]);
+        let bb = ops::bind(ctx, &bk, &[&ub, states, dy, d_states, &scratch, x]);
         Ok(ReadoutPlan {
             forward: vec![Dispatch { kernel: fk, bind: fb, groups }],
             backward: vec![Dispatch { kernel: bk, bind: bb, groups }],

@@ -81,8 +81,8 @@ pub struct RootLayer {
     pub b: usize,
 }
 
-/// The root MLP: input τ (width 1), `depth` hidden layers of width `width`,
-/// a linear output layer.
+/// The root MLP: input τ (width 1, or 1 + d with the step's input x_t),
+/// `depth` hidden layers of width `width`, a linear output layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Root {
     pub layers: Vec<RootLayer>,
@@ -91,10 +91,10 @@ pub struct Root {
 }
 
 impl Root {
-    pub fn new(width: usize, depth: usize, output: usize) -> Self {
+    pub fn new(width: usize, depth: usize, output: usize, x_in: usize) -> Self {
         let mut layers = Vec::new();
         let mut off = 0;
-        let mut inp = 1;
+        let mut inp = 1 + x_in;
         for l in 0..=depth {
             let out = if l == depth { output } else { width };
             layers.push(RootLayer { inp, out, w: off, b: off + inp * out });
@@ -122,6 +122,8 @@ pub struct Warp {
     /// WARP-Phys: the root outputs this system's parameters and one
     /// integration step predicts the next state (fed-back mode only)
     pub phys: Option<crate::tasks::dynamics::System>,
+    /// the root network also reads the step's input x_t (the row before the one it predicts)
+    pub root_x: bool,
     /// the root network always has biases
     pub bias: bool,
     pub layout: ParamLayout,
@@ -131,7 +133,7 @@ pub struct Warp {
 pub const MAX_STATE: usize = 8192;
 
 impl Warp {
-    pub fn new(dims: Dims, depth: usize, act: RootAct, theta0: Theta0, phys: Option<crate::tasks::dynamics::System>) -> Result<Self> {
+    pub fn new(dims: Dims, depth: usize, act: RootAct, theta0: Theta0, phys: Option<crate::tasks::dynamics::System>, root_x: bool) -> Result<Self> {
         if depth == 0 {
             bail!("WARP's root network needs --root-depth >= 1 hidden layers");
         }
@@ -144,7 +146,7 @@ impl Warp {
             }
             None => dims.output,
         };
-        let root = Root::new(dims.hidden, depth, root_out);
+        let root = Root::new(dims.hidden, depth, root_out, if root_x { dims.input } else { 0 });
         let d = root.size;
         if d > MAX_STATE {
             bail!("the root network has {d} weights (width {}, depth {depth}): A would be {d}×{d}; lower --hidden or --root-depth (at most {MAX_STATE} weights)", dims.hidden);
@@ -165,7 +167,7 @@ impl Warp {
                 layout.push("hyper_b2", &[d]);
             }
         }
-        Ok(Warp { dims, depth, act, theta0, hyper_hidden, root, phys, bias: true, layout })
+        Ok(Warp { dims, depth, act, theta0, hyper_hidden, root, phys, root_x, bias: true, layout })
     }
 
     pub fn state_width(&self) -> usize {
