@@ -32,7 +32,7 @@ fn describe(args: &[&str], o: &Output) -> String {
 
 /// Every family and mode at tiny sizes.
 const TINY: &[&str] = &[
-    "--models", "rnn,lstm,gru,scrn,urnn", "--hidden", "8", "--batch", "1,3", "--seq-len", "5", "--lyapunov-hidden", "4,8", "--lyapunov-batch", "2", "--reps", "2",
+    "--models", "rnn,lstm,gru,scrn,urnn,warp", "--hidden", "8", "--batch", "1,3", "--seq-len", "5", "--lyapunov-hidden", "4,8", "--lyapunov-batch", "2", "--reps", "2",
 ];
 
 fn check_report(dir: &Path, engine: &str) -> Value {
@@ -44,8 +44,8 @@ fn check_report(dir: &Path, engine: &str) -> Value {
     let c = &r["ceilings"];
     assert!(c["bandwidth_gb_s"].as_f64().unwrap() > 0.0 && c["gemm_gflops"].as_f64().unwrap() > 0.0, "{c}");
     let cases = r["cases"].as_array().unwrap();
-    // 5 families × 2 batches × 2 modes + 2 Lyapunov sizes
-    assert_eq!(cases.len(), 22);
+    // 6 families × 2 batches × 2 modes + 2 Lyapunov sizes
+    assert_eq!(cases.len(), 26);
     for c in cases {
         assert_eq!(c["status"], "ok", "{c}");
         for k in ["model", "hidden", "batch", "seq_len", "mode"] {
@@ -63,6 +63,7 @@ fn check_report(dir: &Path, engine: &str) -> Value {
     }
     let md = std::fs::read_to_string(dir.join("bench.md")).unwrap();
     assert!(md.contains("| urnn | 8 | 3 | 5 | train |"), "{md}");
+    assert!(md.contains("| warp | 8 | 3 | 5 | forward |"), "{md}");
     let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();
     assert!(svg.contains("<rect") && svg.contains("lstm H=8 B=1 T=5 forward"), "bench.svg lacks bars or labels");
     r
@@ -78,7 +79,7 @@ fn cpu_suite_runs_every_family_and_mode_and_compares() {
     assert!(o.status.success(), "{}", describe(&args, &o));
     let r = check_report(&out, "cpu");
     assert!(r["cases"].as_array().unwrap().iter().all(|c| c["timing"] == "wall-clock"));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("[22/22]"), "progress lines");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[26/26]"), "progress lines");
     // a report against itself: every ratio 1.00
     let json = out.join("bench.json");
     let args = ["bench", "--compare", out.to_str().unwrap(), json.to_str().unwrap()];

@@ -32,6 +32,13 @@ pub fn forward_per_token(model: &str, hidden: usize) -> Result<f64> {
             let lg = h.log2();
             2.0 * 5.0 * h * lg + 2.0 * 16.0 * h + 3.0 * 6.0 * h + 8.0 * h + 2.0 * (2.0 * h) * i + 2.0 * o * (2.0 * h) + o
         }
+        "warp" => {
+            // θ_t = A θ + B Δ with D = the root's weights (width h, one
+            // hidden layer, input τ); the root decodes each row (each weight
+            // one multiply-add) and carries its own output layer
+            let d = 2.0 * h + h * o + o;
+            2.0 * d * d + 2.0 * d * (i + 1.0) + 2.0 * d + h
+        }
         other => bail!("no flop count for model '{other}'"),
     })
 }
