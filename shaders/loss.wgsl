@@ -57,7 +57,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         var acc = 0.0;
         for (var o = 0u; o < c; o++) {
             let raw = y[base + c + o];
-            let sd = max(raw, 0.0) + log(1.0 + exp(-abs(raw))) + 1e-3;
+            // softplus; log(1 + ex) loses ex's digits for small e, so its series there
+            let ex = exp(-abs(raw));
+            let lp = select(log(1.0 + ex), ex * (1.0 - 0.5 * ex), ex < 1e-3);
+            let sd = max(raw, 0.0) + lp + 1e-3;
             let e = y[base + o] - tgt[r * c + o];
             let v = sd * sd;
             acc += log(sd) + 0.5 * e * e / v;

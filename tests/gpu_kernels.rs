@@ -96,30 +96,46 @@ fn sums_and_column_sums() {
 fn loss_kernels_match_cpu() {
     let Some(ctx) = test_context("loss") else { return };
     let mut rng = Rng::seed(fresh_seed("loss"));
-    for ce in [true, false] {
+    // cross-entropy, squared error, Gaussian NLL (outs = 2C: means, raw sds)
+    for kind in [ops::LOSS_CE, ops::LOSS_MSE, ops::LOSS_GAUSSIAN] {
+        let ce = kind == ops::LOSS_CE;
         for &(rows, outs) in &[(1usize, 1usize), (70, 10), (9, 3)] {
-            let outs = if ce { outs.max(2) } else { outs };
-            let y: Vec<f32> = randn(&mut rng, rows * outs).iter().map(|v| v * 3.0).collect();
+            let outs = match kind {
+                ops::LOSS_CE => outs.max(2),
+                ops::LOSS_GAUSSIAN => 2 * outs,
+                _ => outs,
+            };
+            let mut y: Vec<f32> = randn(&mut rng, rows * outs).iter().map(|v| v * 3.0).collect();
+            if kind == ops::LOSS_GAUSSIAN {
+                // raw sds of unit spread: σ = softplus(raw) from ~0.05 up; nearer
+                // the 1e-3 floor the loss is ~e²/σ² ~ 1e6 and f32's exp/log
+                // rounding (lavapipe's especially) dominates any comparison
+                for r in 0..rows {
+                    for o in outs / 2..outs {
+                        y[r * outs + o] /= 3.0;
+                    }
+                }
+            }
             let mask: Vec<f32> = (0..rows).map(|_| if rng.uniform() < 0.7 { 1.0 } else { 0.0 }).collect();
-            let target = if ce {
-                Target::Classes((0..rows).map(|_| rng.below(outs) as u32).collect())
-            } else {
-                Target::Values(randn(&mut rng, rows * outs))
+            let target = match kind {
+                ops::LOSS_CE => Target::Classes((0..rows).map(|_| rng.below(outs) as u32).collect()),
+                ops::LOSS_GAUSSIAN => Target::Gaussian(randn(&mut rng, rows * outs / 2)),
+                _ => Target::Values(randn(&mut rng, rows * outs)),
             };
             let yb = upload(&ctx, &y);
             let cls = ops::storage(&ctx, "cls", rows).unwrap();
             let tgt = ops::storage(&ctx, "tgt", rows * outs).unwrap();
             match &target {
                 Target::Classes(c) => ctx.queue.write_buffer(&cls, 0, bytemuck::cast_slice(c)),
-                Target::Values(v) => ops::write_f32(&ctx, &tgt, 0, v),
+                Target::Values(v) | Target::Gaussian(v) => ops::write_f32(&ctx, &tgt, 0, v),
             }
             let mb = upload(&ctx, &mask);
             let dy = ops::storage(&ctx, "dy", rows * outs).unwrap();
             let rl = ops::storage(&ctx, "rl", rows).unwrap();
             let stats = ops::storage(&ctx, "stats", 1).unwrap();
             let lb = LossBuffers { y: &yb, cls: &cls, tgt: &tgt, mask: &mb, dy: &dy, row_loss: &rl };
-            let (d, ub) = ops::loss(&ctx, rows, outs, ce, &lb).unwrap();
-            ops::write_loss_norm(&ctx, &ub, rows, outs, ce, loss_norm(&mask, outs, &target) as f32);
+            let (d, ub) = ops::loss(&ctx, rows, outs, kind, &lb).unwrap();
+            ops::write_loss_norm(&ctx, &ub, rows, outs, kind, loss_norm(&mask, outs, &target) as f32);
             submit(&ctx, &[d, ops::sum(&ctx, &rl, 0, rows, false, &stats, 0).unwrap()]);
             let y64 = Array2::from_shape_vec((rows, outs), y.iter().map(|&v| v as f64).collect()).unwrap();
             let (l, g) = loss_and_grad(&y64, &target, &mask);
@@ -128,7 +144,7 @@ fn loss_kernels_match_cpu() {
             // a nearly certain row carries an absolute error of a few ulps of max|y|
             let y_max = y.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
             let tol = 1e-5 * l.abs() + 4.0 * f32::EPSILON as f64 * (1.0 + y_max);
-            assert!((got_l - l).abs() <= tol, "ce={ce} {rows}x{outs}: loss {got_l} vs {l} (tolerance {tol:.1e})");
+            assert!((got_l - l).abs() <= tol, "kind {kind} (ce={ce}) {rows}x{outs}: loss {got_l} vs {l} (tolerance {tol:.1e})");
             let got_g = ops::read_f32(&ctx, &dy, 0, rows * outs).unwrap();
             if mask.iter().any(|&m| m > 0.0) {
                 // the same ulps reach dy through p = exp(y − lse), scaled by the normaliser
@@ -137,7 +153,7 @@ fn loss_kernels_match_cpu() {
                 let scale = want.iter().map(|b| b * b).sum::<f64>().sqrt();
                 let w = loss_norm(&mask, outs, &target);
                 let tol = 1e-5 * scale + 4.0 * f32::EPSILON as f64 * (1.0 + y_max) * w * ((rows * outs) as f64).sqrt();
-                assert!(err <= tol, "ce={ce} {rows}x{outs}: dy error {err:.2e} over tolerance {tol:.2e}");
+                assert!(err <= tol, "kind {kind} (ce={ce}) {rows}x{outs}: dy error {err:.2e} over tolerance {tol:.2e}");
             }
         }
     }
