@@ -279,7 +279,10 @@ fn gpu_matches_cpu_with(input: usize, width: usize, depth: usize, output: usize,
     let Some(ctx) = test_context("warp") else { return };
     let model = build(input, width, depth, output, act, theta0);
     let mut rng = Rng::seed(fresh_seed("warp"));
-    let params = perturbed(&model, &mut rng, 0.3 / (model.state_width() as f64).sqrt(), 0.2);
+    // a Gaussian head near its sd floor (1e-3) makes losses ~e²/σ² ~ 1e4 whose
+    // f32 rounding passes any fixed tolerance: keep B's start moderate there
+    let b_noise = if gaussian { 0.05 } else { 0.2 };
+    let params = perturbed(&model, &mut rng, 0.3 / (model.state_width() as f64).sqrt(), b_noise);
     let label = format!("warp {act:?} {theta0:?} d={input} w={width} depth={depth} o={output} T={t} B={b}");
     let mut gpu = GpuBackend::new(ctx, model.clone(), &params, ScanOptions::default()).unwrap();
     let mut cpu = CpuBackend::new(model.clone(), params.clone()).unwrap();
