@@ -81,7 +81,9 @@ mod tests {
         let lstm = forward_per_token("lstm", 256).unwrap();
         let rnn = forward_per_token("rnn", 256).unwrap();
         assert!(lstm > 3.5 * rnn && lstm < 4.0 * rnn, "{lstm} vs {rnn}");
-        assert!(forward_per_token("warp", 8).is_err());
+        assert!(forward_per_token("warp9", 8).is_err());
+        // WARP, H = 8: D = 2·8 + 8·32 + 32 = 304
+        assert_eq!(forward_per_token("warp", 8).unwrap(), 2.0 * 304.0 * 304.0 + 2.0 * 304.0 * 33.0 + 2.0 * 304.0 + 8.0);
         let c = Case { model: "rnn".into(), hidden: 128, batch: 2, seq_len: 3, mode: Mode::Train };
         let f = case_flops(&c, 1000).unwrap();
         assert_eq!(f, 6.0 * (3.0 * rnn_f(128) + 192.0) + 12_000.0);
