@@ -33,13 +33,19 @@ fn check(case: &Case) {
 }
 
 fn check_with(case: &Case, opts: &ModelOptions) {
+    check_prepared(case, opts, |_, _| {});
+}
+
+/// `prepare` may set parameters after the random init.
+fn check_prepared(case: &Case, opts: &ModelOptions, prepare: impl Fn(&Model, &mut [f32])) {
     let Some(ctx) = test_context("gpu_train_step") else { return };
     let task = Task::new(case.task, case.t).unwrap();
     let dims = Dims { input: task.input_width(), hidden: case.hidden, output: task.output_width() };
     let model = Model::build(case.kind, dims, opts).unwrap();
     // fresh random inputs each run; LONGMEM_TEST_SEED replays one
     let mut rng = Rng::seed(fresh_seed("gpu_train_step"));
-    let params = model.init(&InitConfig { gain: 0.9, ..Default::default() }, &mut rng);
+    let mut params = model.init(&InitConfig { gain: 0.9, ..Default::default() }, &mut rng);
+    prepare(&model, &mut params);
     let scan = ScanOptions { mode: case.scan, max_steps_per_dispatch: case.chunk };
     let mut gpu = GpuBackend::new(ctx, model.clone(), &params, scan).unwrap();
     let mut cpu = CpuBackend::new(model, params).unwrap();
@@ -62,23 +68,71 @@ fn check_with(case: &Case, opts: &ModelOptions) {
     let (l_gpu, g_gpu) = gpu.gradients(&batch).unwrap();
     let (l_cpu, g_cpu) = cpu.gradients(&batch).unwrap();
     assert!(((l_gpu - l_cpu) / l_cpu).abs() < 1e-5, "{label}: loss {l_gpu} vs {l_cpu}");
-    for v in cpu.model.layout().views() {
-        let e = rel_err(&g_gpu[v.range()], &g_cpu[v.range()]);
-        assert!(e < 1e-4, "{label}: grad {} rel err {e}", v.name);
-    }
+    assert_grads_close(&label, &cpu.model, &g_gpu, &g_cpu, &grads_f64(&cpu, &batch));
 
-    // a few full steps with Adam and clipping
-    let opt = OptimConfig { kind: OptimKind::Adam, lr: 1e-2, clip: 0.5, ..Default::default() };
+    // a few full steps with Adam and clipping, each from the same state on
+    // both sides: the GPU's parameters and moments are loaded into the CPU
+    // first, so rounding cannot compound along the trajectory. Adam's ε is
+    // raised from 1e-8: at step 1 the update is lr·g/(|g| + ε), a jump of
+    // ±lr for any gradient above ε, so one at rounding level (exactly zero
+    // in exact arithmetic) would move either way.
+    let opt = OptimConfig { kind: OptimKind::Adam, lr: 1e-2, clip: 0.5, eps: 1e-4, ..Default::default() };
     for t in 1..=3 {
         let b = task.batch(case.batch, &mut rng);
+        let (p, (m, v)) = (gpu.params().unwrap(), gpu.optim_state().unwrap());
+        cpu.load(&p, &m, &v).unwrap();
+        let g64 = grads_f64(&cpu, &b);
+        let n64 = norm(&g64);
+        // how far apart the two sides' gradients may fairly be here
+        let e32 = dist(&cpu.gradients(&b).unwrap().1, &g64);
+        let apart = (1e-4 * n64).max(8.0 * e32) + e32;
         let h = opt.hyper(opt.lr, t);
         let a = gpu.train_step(&b, &h).unwrap();
         let c = cpu.train_step(&b, &h).unwrap();
         assert!(((a.loss - c.loss) / c.loss).abs() < 1e-4, "{label}: step {t} loss {} vs {}", a.loss, c.loss);
-        assert!(((a.grad_norm - c.grad_norm) / c.grad_norm).abs() < 1e-4, "{label}: grad norm");
+        let (e_gpu, e_cpu) = ((a.grad_norm as f64 - n64).abs(), (c.grad_norm as f64 - n64).abs());
+        assert!(e_gpu <= (1e-4 * n64).max(8.0 * e_cpu), "{label}: step {t} grad norm {} vs f64 {n64} (f32 CPU {})", a.grad_norm, c.grad_norm);
+        let e = rel_err(&gpu.params().unwrap(), &cpu.params().unwrap());
+        assert!(e < 1e-5, "{label}: params after step {t} rel err {e}");
+        // m takes (1-β1)·g and v (1-β2)·g² of the clipped gradient (factor
+        // 2 for the two sides' clip scales differing too)
+        let apart = apart * (opt.clip / n64).min(1.0);
+        let ((m_gpu, v_gpu), (m_cpu, v_cpu)) = (gpu.optim_state().unwrap(), cpu.optim_state().unwrap());
+        let m_cpu64: Vec<f64> = m_cpu.iter().map(|&x| x as f64).collect();
+        let v_cpu64: Vec<f64> = v_cpu.iter().map(|&x| x as f64).collect();
+        let (dm, dv) = (dist(&m_gpu, &m_cpu64), dist(&v_gpu, &v_cpu64));
+        let dm_max = 1e-5 * norm(&m_cpu64) + 2.0 * (1.0 - opt.beta1) * apart;
+        let dv_max = 1e-5 * norm(&v_cpu64) + 2.0 * (1.0 - opt.beta2) * 2.0 * n64 * apart;
+        assert!(dm <= dm_max && dv <= dv_max, "{label}: step {t} Adam moments apart by {dm} {dv} (allowed {dm_max} {dv_max})");
     }
-    let e = rel_err(&gpu.params().unwrap(), &cpu.params().unwrap());
-    assert!(e < 1e-4, "{label}: params after 3 steps rel err {e}");
+}
+
+/// The CPU reference's gradient in f64 at the CPU backend's parameters: the
+/// yardstick for both f32 sides. A gradient may be ill-conditioned (the
+/// examples' residuals cancelling after a few Adam steps; modReLU's
+/// (|z|+b)/|z| at small |z|), and there f32 cannot do better on either side:
+/// a CI seed found the f32 CPU 1e-3 off f64 on the 1024-unit uRNN and the
+/// GPU just as far. So the GPU is held to 1e-4 of the gradient's size, or to
+/// within 8× the f32 CPU's own error where that is larger.
+fn grads_f64(cpu: &CpuBackend, batch: &longmem::tasks::Batch) -> Vec<f64> {
+    let p: Vec<f64> = cpu.params().unwrap().iter().map(|&x| x as f64).collect();
+    longmem::train::cpu::loss_grads::<f64>(&cpu.model, &p, batch).1
+}
+
+fn assert_grads_close(label: &str, model: &Model, g_gpu: &[f32], g_cpu: &[f32], g64: &[f64]) {
+    for v in model.layout().views() {
+        let r = v.range();
+        let (e_gpu, e_cpu, size) = (dist(&g_gpu[r.clone()], &g64[r.clone()]), dist(&g_cpu[r.clone()], &g64[r.clone()]), norm(&g64[r]));
+        assert!(e_gpu <= (1e-4 * size).max(8.0 * e_cpu), "{label}: grad {} off f64 by {e_gpu} (f32 CPU {e_cpu}, size {size})", v.name);
+    }
+}
+
+fn dist(a: &[f32], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum::<f64>().sqrt()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    a.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 #[test]
@@ -177,26 +231,44 @@ fn token_inputs_with_carried_state() {
         let mut cpu = CpuBackend::new(model, params).unwrap();
         let opt = OptimConfig { kind: OptimKind::Sgd, lr: 0.5, clip: 5.0, ..Default::default() };
         for step in 0..4 {
-            // the first batch starts from zeros, the rest carry the state on,
-            // the last one into a shorter segment (another plan)
+            // the first batch starts from the model's own state, the rest
+            // carry the state on, the last one into a shorter segment
+            // (another plan)
             let batch = token_batch(&mut rng, if step == 3 { 2 } else { 5 }, step > 0);
+            // each step from the GPU's parameters on both sides (the carried
+            // states are each side's own), held to the f64 reference there
+            let (m, v) = gpu.optim_state().unwrap();
+            cpu.load(&gpu.params().unwrap(), &m, &v).unwrap();
+            let p64: Vec<f64> = cpu.params().unwrap().iter().map(|&x| x as f64).collect();
+            let g64 = match cpu.carried_state() {
+                Some(h) if step > 0 => longmem::train::cpu::loss_grads_from::<f64>(&cpu.model, &p64, &batch, h.mapv(|x| x as f64).view(), false).1,
+                _ => longmem::train::cpu::loss_grads::<f64>(&cpu.model, &p64, &batch).1,
+            };
+            let label = format!("{kind:?} {scan:?} step {step}");
             if step == 1 {
                 let (l_gpu, g_gpu) = gpu.gradients(&batch).unwrap();
                 let (l_cpu, g_cpu) = cpu.gradients(&batch).unwrap();
-                assert!(((l_gpu - l_cpu) / l_cpu).abs() < 1e-5, "{kind:?}: loss {l_gpu} vs {l_cpu}");
-                for v in cpu.model.layout().views() {
-                    let e = rel_err(&g_gpu[v.range()], &g_cpu[v.range()]);
-                    assert!(e < 1e-4, "{kind:?}: grad {} rel err {e}", v.name);
-                }
+                assert!(((l_gpu - l_cpu) / l_cpu).abs() < 1e-5, "{label}: loss {l_gpu} vs {l_cpu}");
+                assert_grads_close(&label, &cpu.model, &g_gpu, &g_cpu, &g64);
                 continue;
             }
             let h = opt.hyper(opt.lr, step as u64);
+            let p0 = cpu.params().unwrap();
             let a = gpu.train_step(&batch, &h).unwrap();
             let c = cpu.train_step(&batch, &h).unwrap();
-            assert!(((a.loss - c.loss) / c.loss).abs() < 1e-4, "{kind:?} step {step}: loss {} vs {}", a.loss, c.loss);
+            assert!(((a.loss - c.loss) / c.loss).abs() < 1e-5, "{label}: loss {} vs {}", a.loss, c.loss);
+            let n64 = norm(&g64);
+            let (e_gpu, e_cpu) = ((a.grad_norm as f64 - n64).abs(), (c.grad_norm as f64 - n64).abs());
+            assert!(e_gpu <= (1e-4 * n64).max(8.0 * e_cpu), "{label}: grad norm {} vs f64 {n64} (f32 CPU {})", a.grad_norm, c.grad_norm);
+            // plain SGD's step is -lr·(clip scale)·g: the gradient each side
+            // applied, read back from its update, is held to f64 as above
+            let applied = |p1: Vec<f32>, gn: f32| -> Vec<f32> {
+                let k = opt.lr as f32 * if gn > opt.clip as f32 { opt.clip as f32 / gn } else { 1.0 };
+                p0.iter().zip(&p1).map(|(a, b)| (a - b) / k).collect()
+            };
+            let (u_gpu, u_cpu) = (applied(gpu.params().unwrap(), a.grad_norm), applied(cpu.params().unwrap(), c.grad_norm));
+            assert_grads_close(&format!("{label} update"), &cpu.model, &u_gpu, &u_cpu, &g64);
         }
-        let e = rel_err(&gpu.params().unwrap(), &cpu.params().unwrap());
-        assert!(e < 1e-4, "{kind:?}: params rel err {e}");
         // a carried state changes the result: the same batch from zeros differs
         let mut batch = token_batch(&mut rng, 5, true);
         let (carried, _) = gpu.evaluate(&batch).unwrap();
@@ -232,9 +304,22 @@ fn urnn_two_units_and_no_biases() {
 }
 
 /// More units than the 256 threads of a workgroup: each thread owns several.
+/// modReLU `(|z| + b) z/|z|` is kept off its kink |z| = -b, where GPU and
+/// CPU may fairly take different sides (a CI seed found one with the init's
+/// b in ±0.01 and 1024 units of |z| ~ 0.04): even units are on (b = 0.05:
+/// three Adam steps of 1e-2 leave it positive) and odd ones off (b = -10,
+/// above any |z|), so both branches are still held to the CPU. h0 is scaled
+/// to |z| ~ 1 so that b/|z|, which scales rounding in the on units'
+/// gradients, stays small.
 #[test]
 fn urnn_more_units_than_threads() {
-    check(&Case { kind: ModelKind::Urnn, task: TaskKind::Adding, t: 3, hidden: 1024, batch: 2, scan: ScanMode::Auto, chunk: 2 });
+    let case = Case { kind: ModelKind::Urnn, task: TaskKind::Adding, t: 3, hidden: 1024, batch: 2, scan: ScanMode::Auto, chunk: 2 };
+    check_prepared(&case, &ModelOptions::default(), |model, p| {
+        for (k, i) in model.layout().get("b_mod").unwrap().range().enumerate() {
+            p[i] = if k % 2 == 0 { 0.05 } else { -10.0 };
+        }
+        model.layout().get("h0").unwrap().range().for_each(|i| p[i] *= 30.0);
+    });
 }
 
 /// The uRNN's recurrence stays unitary on the GPU after many optimizer

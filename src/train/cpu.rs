@@ -25,6 +25,12 @@ impl CpuBackend {
         Ok(CpuBackend { model, params, m: vec![0.0; n], v: vec![0.0; n], carried: None })
     }
 
+    /// The last state of the previous batch, kept for a batch that carries
+    /// its state on (None before the first batch).
+    pub fn carried_state(&self) -> Option<&Array2<f32>> {
+        self.carried.as_ref()
+    }
+
     /// The batch's initial state: the carried one when asked for and of the
     /// right shape, else the model's own (zeros or a learned h0); and
     /// whether it is the model's own.
