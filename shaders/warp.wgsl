@@ -140,3 +140,14 @@ fn act_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     }
     dst[e] = dst[e] * act_grad(src[e]);
 }
+
+// dst[0..n] = src[0..n] (the parallel scan's ping-pong between stages)
+@compute @workgroup_size(64)
+fn copy(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = index(wid, nwg, lid);
+    if (e >= u.n) {
+        return;
+    }
+    dst[e] = src[e];
+}

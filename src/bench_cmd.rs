@@ -5,7 +5,7 @@ use clap::Args;
 use longmem::bench::report;
 use longmem::bench::run::{run_suite, BenchOptions, CaseResult};
 use longmem::bench::{parse_list, parse_sizes, Mode, Selection};
-use longmem::models::ModelKind;
+use longmem::models::{ModelKind, ScanMode};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// do not measure the copy and GEMM ceilings
     #[arg(long)]
     no_ceilings: bool,
+    /// the GPU recurrent kernel: auto | persistent | step | parallel (WARP only)
+    #[arg(long, default_value = "auto")]
+    scan: String,
     #[command(flatten)]
     dev: crate::DeviceArgs,
     /// where bench.json, bench.md and bench.svg go (default runs/bench-<time>)
@@ -110,13 +113,17 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         bail!("--max-case-seconds must be positive");
     }
     let sel = selection(&a)?;
+    let scan = ScanMode::parse(&a.scan)?;
+    if scan == ScanMode::Parallel && sel.models.iter().any(|&m| m != ModelKind::Warp) {
+        bail!("--scan parallel is implemented for WARP only: pass --models warp");
+    }
     let engine = a.dev.resolve()?;
     let out = a.out.clone().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         PathBuf::from(format!("runs/bench-{secs}"))
     });
     eprintln!("bench on {} ({} cases)", engine.describe(), sel.cases().len());
-    let opts = BenchOptions { reps: a.reps, warmup: a.warmup, max_case_s: a.max_case_seconds, measure_ceilings: !a.no_ceilings };
+    let opts = BenchOptions { reps: a.reps, warmup: a.warmup, max_case_s: a.max_case_seconds, measure_ceilings: !a.no_ceilings, scan };
     let rep = run_suite(&engine, &sel, &opts, |i, n, c| eprintln!("[{i}/{n}] {}", line(c)))?;
     if let Some(c) = &rep.ceilings {
         eprintln!("ceilings: copy {:.1} GB/s, GEMM {:.1} GFLOP/s ({}, n = {})", c.bandwidth_gb_s, c.gemm_gflops, c.gemm_kernel, c.gemm_n);

@@ -312,6 +312,9 @@ impl TrainConfig {
         if self.warp_phys && (self.model != ModelKind::Warp || self.task.system().is_none() || self.forecast_mode != crate::tasks::ett::ForecastMode::Feedback) {
             bail!("--warp-phys needs --model warp on --task msd or lotka with --forecast-mode feedback (each step integrates from the state before it)");
         }
+        if self.scan == ScanMode::Parallel && self.model != ModelKind::Warp {
+            bail!("--scan parallel (the log-depth solve of a linear recurrence) is implemented for --model warp only, not {:?}: use --scan auto, persistent or step", self.model);
+        }
         if self.root_input_x && (self.model != ModelKind::Warp || self.task.is_lm()) {
             bail!("--root-input-x is for --model warp on dense inputs (not the language-modelling tasks)");
         }

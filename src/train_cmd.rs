@@ -76,7 +76,7 @@ pub struct TrainArgs {
     log_every: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<u64>,
-    /// recurrent kernel: auto | persistent | step
+    /// recurrent kernel: auto | persistent | step | parallel (WARP: log-depth doubling)
     #[arg(long)]
     scan: Option<String>,
     /// time steps per dispatch of the persistent kernel

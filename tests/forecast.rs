@@ -266,3 +266,30 @@ fn relative_forecasts_beat_the_naive_forecast_on_etth2() {
     assert_eq!(csv.lines().count(), 25);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// WARP's parallel (doubling) scan trains as the step scan does: the same
+/// seeded run on the GPU both ways ends at the same test error; other
+/// families refuse `--scan parallel`.
+#[test]
+fn parallel_scan_trains_like_the_step_scan() {
+    let dir = tmp("parallel");
+    let d = dir.to_str().unwrap();
+    let e = longmem(&["train", "--task", "adding", "--model", "lstm", "--scan", "parallel", "--out", d]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("warp"), "{}", String::from_utf8_lossy(&e.stderr));
+    let Some(ctx) = longmem::gpu::testing::test_context("parallel_scan_trains_like_the_step_scan") else { return };
+    let adapter = ctx.index.to_string();
+    let mut mse = Vec::new();
+    for scan in ["step", "parallel"] {
+        let out = dir.join(scan);
+        let o = out.to_str().unwrap();
+        ok(&longmem(&[
+            "train", "--task", "msd", "--model", "warp", "--hidden", "6", "--lookback", "12", "--horizon", "12", "--steps", "30", "--batch", "8",
+            "--lr", "1e-3", "--seed", "5", "--scan", scan, "--device", "gpu", "--adapter", &adapter, "--quiet", "--out", o,
+        ]));
+        let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", o, "--json"]))).unwrap();
+        mse.push(r["mse"].as_f64().unwrap());
+    }
+    eprintln!("test MSE: step {} parallel {}", mse[0], mse[1]);
+    assert!(mse[0].is_finite() && ((mse[0] - mse[1]) / mse[0]).abs() < 1e-3, "step scan test MSE {} vs parallel {}", mse[0], mse[1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

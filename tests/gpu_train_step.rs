@@ -2,7 +2,7 @@
 //! against the CPU reference, for sizes that are and are not multiples of
 //! the workgroup size, through both the persistent and the step-wise scan.
 
-use longmem::gpu::testing::{fresh_seed, test_context};
+use longmem::gpu::testing::{assert_grads_close, dist, fresh_seed, norm, test_context};
 use longmem::models::scrn::{AlphaMode, ScrnForm};
 use longmem::models::{Dims, InitConfig, Model, ModelKind, ModelOptions, ScanMode, ScanOptions};
 use longmem::rng::Rng;
@@ -107,32 +107,8 @@ fn check_prepared(case: &Case, opts: &ModelOptions, prepare: impl Fn(&Model, &mu
     }
 }
 
-/// The CPU reference's gradient in f64 at the CPU backend's parameters: the
-/// yardstick for both f32 sides. A gradient may be ill-conditioned (the
-/// examples' residuals cancelling after a few Adam steps; modReLU's
-/// (|z|+b)/|z| at small |z|), and there f32 cannot do better on either side:
-/// a CI seed found the f32 CPU 1e-3 off f64 on the 1024-unit uRNN and the
-/// GPU just as far. So the GPU is held to 1e-4 of the gradient's size, or to
-/// within 8× the f32 CPU's own error where that is larger.
 fn grads_f64(cpu: &CpuBackend, batch: &longmem::tasks::Batch) -> Vec<f64> {
-    let p: Vec<f64> = cpu.params().unwrap().iter().map(|&x| x as f64).collect();
-    longmem::train::cpu::loss_grads::<f64>(&cpu.model, &p, batch).1
-}
-
-fn assert_grads_close(label: &str, model: &Model, g_gpu: &[f32], g_cpu: &[f32], g64: &[f64]) {
-    for v in model.layout().views() {
-        let r = v.range();
-        let (e_gpu, e_cpu, size) = (dist(&g_gpu[r.clone()], &g64[r.clone()]), dist(&g_cpu[r.clone()], &g64[r.clone()]), norm(&g64[r]));
-        assert!(e_gpu <= (1e-4 * size).max(8.0 * e_cpu), "{label}: grad {} off f64 by {e_gpu} (f32 CPU {e_cpu}, size {size})", v.name);
-    }
-}
-
-fn dist(a: &[f32], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum::<f64>().sqrt()
-}
-
-fn norm(a: &[f64]) -> f64 {
-    a.iter().map(|x| x * x).sum::<f64>().sqrt()
+    longmem::gpu::testing::grads_f64(&cpu.model, &cpu.params().unwrap(), batch)
 }
 
 #[test]

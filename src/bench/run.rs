@@ -4,7 +4,7 @@ use super::ceilings::{self, Ceilings};
 use super::{alloc, flops, scrn_context, Case, Mode, Selection, INPUT_WIDTH, OUTPUT_WIDTH, SCHEMA, SUITE_VERSION};
 use crate::device::Engine;
 use crate::lyapunov::{LyapInput, LyapunovConfig};
-use crate::models::{Dims, InitConfig, Model, ModelKind, ModelOptions, ScanOptions};
+use crate::models::{Dims, InitConfig, Model, ModelKind, ModelOptions, ScanMode, ScanOptions};
 use crate::rng::Rng;
 use crate::tasks::{Batch, Target};
 use crate::train::backend::Backend;
@@ -25,11 +25,13 @@ pub struct BenchOptions {
     /// and is skipped when its work at the device's GEMM rate would take longer
     pub max_case_s: f64,
     pub measure_ceilings: bool,
+    /// the GPU recurrent kernel (`--scan`; parallel is WARP's alone)
+    pub scan: ScanMode,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { reps: 5, warmup: 1, max_case_s: 30.0, measure_ceilings: true }
+        BenchOptions { reps: 5, warmup: 1, max_case_s: 30.0, measure_ceilings: true, scan: ScanMode::Auto }
     }
 }
 
@@ -132,6 +134,9 @@ pub struct Report {
     pub reps: usize,
     #[serde(default)]
     pub ceilings: Option<Ceilings>,
+    /// the `--scan` the GPU cases ran with
+    #[serde(default)]
+    pub scan: ScanMode,
     pub cases: Vec<CaseResult>,
 }
 
@@ -285,7 +290,7 @@ fn measure(engine: &Engine, case: &Case, model: Model, opts: &BenchOptions) -> R
     let batch = random_batch(case.seq_len, case.batch, &mut rng);
     let mut backend: Box<dyn Backend> = match engine {
         Engine::Cpu => Box::new(CpuBackend::new(model, params)?),
-        Engine::Gpu(c) => Box::new(GpuBackend::new(c.clone(), model, &params, ScanOptions::default())?),
+        Engine::Gpu(c) => Box::new(GpuBackend::new(c.clone(), model, &params, ScanOptions { mode: opts.scan, ..Default::default() })?),
     };
     let opt = OptimConfig::default();
     let mut step = 0u64;
@@ -394,6 +399,7 @@ pub fn run_suite(engine: &Engine, sel: &Selection, opts: &BenchOptions, mut prog
         in_suite: sel.within_suite(),
         reps: opts.reps,
         ceilings,
+        scan: opts.scan,
         cases: results,
     })
 }

@@ -400,6 +400,10 @@ pub enum ScanMode {
     Auto,
     Persistent,
     Step,
+    /// WARP only: the linear recurrence solved in ⌈log2(T+1)⌉ doubling
+    /// stages of big GEMMs instead of T dependent steps (more FLOPs, far
+    /// fewer dispatches)
+    Parallel,
 }
 
 impl ScanMode {
@@ -408,7 +412,8 @@ impl ScanMode {
             "auto" => ScanMode::Auto,
             "persistent" => ScanMode::Persistent,
             "step" => ScanMode::Step,
-            other => bail!("unknown scan mode '{other}': expected auto, persistent or step"),
+            "parallel" => ScanMode::Parallel,
+            other => bail!("unknown scan mode '{other}': expected auto, persistent, step or parallel"),
         })
     }
 }

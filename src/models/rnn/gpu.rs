@@ -90,6 +90,7 @@ pub fn scan_shape_for(ctx: &GpuContext, hidden: usize, batch: usize, mode: ScanM
     let storage = lim.max_compute_workgroup_storage_size as usize;
     let bt = [8usize, 4, 2, 1].into_iter().find(|&bt| bt <= batch.max(1) && bt * floats_per_column * 4 <= storage);
     match (mode, bt) {
+        (ScanMode::Parallel, _) => anyhow::bail!("--scan parallel (the log-depth solve of a linear recurrence) is implemented for WARP only: use --scan auto, persistent or step"),
         (ScanMode::Step, _) | (ScanMode::Auto, None) => Ok(ScanShape { persistent: false, wg, bt: 1 }),
         (_, Some(bt)) => Ok(ScanShape { persistent: true, wg, bt: bt as u32 }),
         (ScanMode::Persistent, None) => anyhow::bail!(

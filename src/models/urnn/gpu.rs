@@ -64,6 +64,7 @@ pub fn urnn_shape(ctx: &GpuContext, n: usize, mode: ScanMode) -> Result<UrnnShap
             ctx.limits.max_compute_workgroup_storage_size
         ),
         ScanMode::Step => false,
+        ScanMode::Parallel => bail!("--scan parallel (the log-depth solve of a linear recurrence) is implemented for WARP only: use --scan auto, persistent or step"),
     };
     Ok(UrnnShape { wg, workgroup_scratch, scratch })
 }

@@ -1,13 +1,17 @@
 //! GPU forward and backward of WARP (shaders/warp.wgsl, shaders/warp_root.wgsl):
-//! B·Δ for all steps as one GEMM, then one small dispatch per step adding
-//! A·θ_t; backwards the reverse sweep, then dA and dB each as one GEMM over
-//! all T·B rows. The decoding runs the root MLP of every row in parallel.
+//! B·Δ for all steps as one GEMM, then the recurrence θ_{t+1} = A θ_t + B Δ_t
+//! either step-wise (one small dispatch per step adding A·θ_t) or in
+//! parallel: ⌈log2(T+1)⌉ doubling stages, stage i adding A^(2^i) θ_{t−2^i}
+//! to every slot at once (one GEMM over all T·B rows, ping-ponging between
+//! two buffers), with the powers A^(2^i) made by squaring. Backwards the
+//! reverse sweep the same two ways, then dA and dB each as one GEMM over all
+//! T·B rows. The decoding runs the root MLP of every row in parallel.
 
 use super::{Theta0, Warp};
 use crate::gpu::context::{Binding, GpuContext};
 use crate::gpu::ops::{self, gemm, Dispatch, Mat};
 use crate::gpu::shaders;
-use crate::models::{FamilyPlan, ScanOptions, SeqIo};
+use crate::models::{FamilyPlan, ScanMode, ScanOptions, SeqIo};
 use anyhow::{bail, Result};
 use bytemuck::{Pod, Zeroable};
 
@@ -47,8 +51,70 @@ pub struct ReadoutPlan {
     pub _scratch: Vec<wgpu::Buffer>,
 }
 
+/// Doubling stages of a linear recurrence over `slots` slots of `slot`
+/// floats, starting in `main`: stage i copies the current buffer to the
+/// other one, then `stage(i, current, other)` accumulates into the other;
+/// the result is copied back to `main` when it ends in `pong`.
+#[allow(clippy::type_complexity)]
+fn doubling(
+    dispatch: &dyn Fn(&str, WarpUniform, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer, usize) -> Result<Dispatch>,
+    uni: &dyn Fn(usize, usize, usize) -> WarpUniform,
+    main: &wgpu::Buffer,
+    pong: &wgpu::Buffer,
+    slots: usize,
+    slot: usize,
+    stage: &dyn Fn(usize, &wgpu::Buffer, &wgpu::Buffer) -> Result<Vec<Dispatch>>,
+) -> Result<Vec<Dispatch>> {
+    let n = slots * slot;
+    let mut out = Vec::new();
+    let (mut cur, mut other) = (main, pong);
+    for i in 0..stages(slots) {
+        out.push(dispatch("copy", uni(0, 0, n), cur, cur, other, n)?);
+        out.extend(stage(i, cur, other)?);
+        std::mem::swap(&mut cur, &mut other);
+    }
+    if !std::ptr::eq(cur, main) {
+        out.push(dispatch("copy", uni(0, 0, n), cur, cur, main, n)?);
+    }
+    Ok(out)
+}
+
+/// ⌈log2 n⌉: doubling stages until a window covers n slots.
+fn stages(n: usize) -> usize {
+    let mut s = 0;
+    while (1usize << s) < n {
+        s += 1;
+    }
+    s
+}
+
+/// Whether the recurrence runs in doubling stages. `auto` weighs the step
+/// scan's T dependent dispatches against the stages' ⌈log2(T+1)⌉ GEMMs of
+/// all T·B rows (log2 T times the FLOPs) with rough figures for a hardware
+/// GPU (10 µs a dispatch, 5 TFLOP/s; not measured on this project's
+/// devices yet); a software adapter (lavapipe) computes too slowly for the
+/// extra FLOPs to pay, so it keeps the step scan.
+pub fn parallel_scan(ctx: &GpuContext, mode: ScanMode, t_len: usize, batch: usize, d: usize) -> bool {
+    match mode {
+        ScanMode::Parallel => true,
+        ScanMode::Step | ScanMode::Persistent => false,
+        ScanMode::Auto => !ctx.is_software() && parallel_pays(t_len, batch, d),
+    }
+}
+
+/// The `auto` cost model of [`parallel_scan`] (forward; the backward mirrors it).
+pub fn parallel_pays(t_len: usize, batch: usize, d: usize) -> bool {
+    let (launch, rate) = (10e-6, 5e12);
+    let (t, b, d) = (t_len as f64, batch as f64, d as f64);
+    let step_flops = 2.0 * b * d * d;
+    let sequential = t * (launch + step_flops / rate);
+    let levels = stages(t_len + 1) as f64;
+    let parallel = levels * (2.0 * launch + (t + 1.0) * step_flops / rate) + (levels - 1.0).max(0.0) * (launch + 2.0 * d * d * d / rate);
+    parallel < sequential
+}
+
 impl Warp {
-    pub fn gpu_plan(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, _opts: &ScanOptions) -> Result<FamilyPlan> {
+    pub fn gpu_plan(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, opts: &ScanOptions) -> Result<FamilyPlan> {
         if io.tokens.is_some() {
             bail!("WARP on the GPU takes dense inputs, not token ids");
         }
@@ -84,6 +150,21 @@ impl Warp {
             Ok(Dispatch { kernel, bind, groups: ops::grid(ctx, items, 64)? })
         };
         let x0 = Mat::rows(io.x, 0, din);
+        let parallel = parallel_scan(ctx, opts.mode, t_len, batch, d);
+        // the doubling stages need A^(2^i) up to the larger of the forward's
+        // ⌈log2(T+1)⌉ and the backward's ⌈log2 T⌉ stages: i = 1.. kept here
+        let levels = if parallel { stages(t_len + 1) } else { 0 };
+        let powers = (1..levels).map(|_| ops::storage(ctx, "warp.a_power", d * d)).collect::<Result<Vec<_>>>()?;
+        let pong = ops::storage(ctx, "warp.scan_pong", if parallel { (t_len + 1) * batch * d } else { 1 })?;
+        // A^(2^i) as the right factor of a row: transposed for θ A^kᵀ (forward), as is for g A^k (backward)
+        let power = |i: usize, transposed: bool| -> Mat {
+            let (buf, off) = if i == 0 { (io.params, a_off) } else { (&powers[i - 1], 0) };
+            if transposed {
+                Mat::transposed(buf, off, d)
+            } else {
+                Mat::rows(buf, off, d)
+            }
+        };
         let mut forward = Vec::new();
         if t_len > 0 {
             // θ_0 into slot 0
@@ -99,16 +180,37 @@ impl Warp {
             forward.push(dispatch("delta", uni(0, 0, 0), io.x, io.x, &dx, rows * (din + 1))?);
             // slots 1..=T = Δ · Bᵀ, then each step adds A θ_t
             forward.extend(gemm(ctx, (rows, d, din + 1), Mat::rows(&dx, 0, din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, batch * d, d), false)?);
-            forward.push(dispatch("transpose", uni(0, a_off, 0), io.params, io.params, &a_t, d * d)?);
-            for t in 0..t_len {
-                forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
+            if parallel {
+                // powers[i-1] = A^(2^i) by squaring (A itself is read from the parameters)
+                for (i, pw) in powers.iter().enumerate() {
+                    let sq = if i == 0 { Mat::rows(io.params, a_off, d) } else { Mat::rows(&powers[i - 1], 0, d) };
+                    forward.extend(gemm(ctx, (d, d, d), sq, sq, None, Mat::rows(pw, 0, d), false)?);
+                }
+                // stage i: slot t += A^k slot (t − k), k = 2^i, for all t ≥ k at once
+                forward.extend(doubling(&dispatch, &uni, io.states, &pong, t_len + 1, batch * d, &|i, src, dst| {
+                    let k = 1 << i;
+                    gemm(ctx, ((t_len + 1 - k) * batch, d, d), Mat::rows(src, 0, d), power(i, true), None, Mat::rows(dst, k * batch * d, d), true)
+                })?);
+            } else {
+                forward.push(dispatch("transpose", uni(0, a_off, 0), io.params, io.params, &a_t, d * d)?);
+                for t in 0..t_len {
+                    forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
+                }
             }
         }
 
         let mut backward = Vec::new();
         if t_len > 0 {
-            for t in (1..t_len).rev() {
-                backward.push(dispatch("scan_back", uni(t, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
+            if parallel {
+                // stage i: slot t += slot (t + k) · A^k, k = 2^i, for all t + k < T at once
+                backward.extend(doubling(&dispatch, &uni, io.d_states, &pong, t_len, batch * d, &|i, src, dst| {
+                    let k = 1 << i;
+                    gemm(ctx, ((t_len - k) * batch, d, d), Mat::rows(src, k * batch * d, d), power(i, false), None, Mat::rows(dst, 0, d), true)
+                })?);
+            } else {
+                for t in (1..t_len).rev() {
+                    backward.push(dispatch("scan_back", uni(t, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
+                }
             }
             // d_states slot t now holds dL/dθ_{t+1} in full: dA = Σ g_tᵀ θ_t, dB = Σ g_tᵀ Δ_t
             let g_t = Mat { buf: io.d_states, off: 0, rs: 1, cs: d };
@@ -131,7 +233,9 @@ impl Warp {
                 }
             }
         }
-        Ok(FamilyPlan { forward, backward, persistent: false, _scratch: vec![dx, g0, z, dz, a_t] })
+        let mut scratch = vec![dx, g0, z, dz, a_t, pong];
+        scratch.extend(powers);
+        Ok(FamilyPlan { forward, backward, persistent: false, _scratch: scratch })
     }
 
     /// The decoding on the GPU: `y` (T·B, O) from the states, and `d_states`
@@ -170,5 +274,24 @@ impl Warp {
             backward: vec![Dispatch { kernel: bk, bind: bb, groups }],
             _scratch: vec![scratch, ub],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parallel_pays, stages};
+
+    #[test]
+    fn stage_counts_cover_the_slots() {
+        assert_eq!([1, 2, 3, 4, 5, 8, 9].map(stages), [0, 1, 2, 2, 3, 3, 4]);
+    }
+
+    /// Long sequences of a small state are launch-bound: the stages pay.
+    /// A few steps of a big state and batch are FLOP-bound: they do not.
+    #[test]
+    fn auto_takes_the_parallel_scan_only_where_launches_dominate() {
+        assert!(parallel_pays(1000, 8, 150));
+        assert!(!parallel_pays(4, 256, 2000));
+        assert!(!parallel_pays(1, 1, 16));
     }
 }
