@@ -176,6 +176,8 @@ fn cli_rejects_bad_input() {
         (vec!["bench", "--device", "cpu", "--hidden", "12x"], "--hidden"),
         (vec!["bench", "--device", "cpu", "--models", "warp9"], "unknown model"),
         (vec!["bench", "--device", "cpu", "--modes", "sideways"], "unknown bench mode"),
+        (vec!["bench", "--device", "cpu", "--models", "rnn,warp", "--scan", "parallel"], "--models warp"),
+        (vec!["bench", "--device", "cpu", "--scan", "sideways"], "unknown scan mode"),
     ] {
         let o = longmem(&args);
         let d = describe(&args, &o);
@@ -207,6 +209,7 @@ fn oversized_case_is_skipped_with_the_reason() {
         in_suite: false,
         reps: 1,
         ceilings: None,
+        scan: Default::default(),
         cases: vec![r],
     };
     assert!(report::markdown(&rep).contains("| skipped |"));

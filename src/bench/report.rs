@@ -64,10 +64,11 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "# {} on {} ({}, {})\n", r.tool, r.device.name, r.device.backend, r.device.device_type);
     let _ = writeln!(
         s,
-        "Suite version {}{}, {} timed runs per case, created {}, commit {}. Host: {} ({} cores, {}).\n",
+        "Suite version {}{}, {} timed runs per case, GPU scan {}, created {}, commit {}. Host: {} ({} cores, {}).\n",
         r.suite_version,
         if r.in_suite { "" } else { " (a custom selection)" },
         r.reps,
+        format!("{:?}", r.scan).to_lowercase(),
         r.created,
         r.commit.as_deref().unwrap_or("unknown"),
         r.host.cpu,
