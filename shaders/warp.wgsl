@@ -19,20 +19,12 @@ fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 64u + lid.x;
 }
 
-// clamp: some drivers build tanh from exp and overflow past |v| ~ 44
 fn act(v: f32) -> f32 {
-    if (u.act == 0u) {
-        return max(v, 0.0);
-    }
-    return tanh(clamp(v, -15.0, 15.0));
+    return act_of(u.act, v);
 }
 
-// the derivative from the activation's output
 fn act_grad(y: f32) -> f32 {
-    if (u.act == 0u) {
-        return select(0.0, 1.0, y > 0.0);
-    }
-    return 1.0 - y * y;
+    return act_grad_of(u.act, y);
 }
 
 // state slot 0 of every row = the learned θ_0 (src = params, at a_off)

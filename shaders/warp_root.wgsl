@@ -19,17 +19,11 @@ struct Root {
 @group(0) @binding(5) var<storage, read> xin: array<f32>;
 
 fn act(v: f32) -> f32 {
-    if (u.act == 0u) {
-        return max(v, 0.0);
-    }
-    return tanh(clamp(v, -15.0, 15.0));
+    return act_of(u.act, v);
 }
 
 fn act_grad(y: f32) -> f32 {
-    if (u.act == 0u) {
-        return select(0.0, 1.0, y > 0.0);
-    }
-    return 1.0 - y * y;
+    return act_grad_of(u.act, y);
 }
 
 fn x_width() -> u32 {
