@@ -10,30 +10,18 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_longmem");
 
-/// `$LONGMEM_DATA/ett/ETTh1.csv`, else ../shared/data/ett beside the checkout.
+mod common;
+
 fn etth1() -> PathBuf {
-    let data = match std::env::var("LONGMEM_DATA") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-    };
-    data.join("ett/ETTh1.csv")
+    common::data_dir().join("ett/ETTh1.csv")
 }
 
-/// Tests that need the file say they skipped when it is absent, and fail
-/// with LONGMEM_REQUIRE_DATA=1.
 fn have_data(test: &str) -> bool {
-    let ok = etth1().exists();
-    if !ok {
-        assert!(std::env::var("LONGMEM_REQUIRE_DATA").as_deref() != Ok("1"), "{test}: no ETT data at {}", etth1().display());
-        eprintln!("SKIPPED {test}: no ETT data at {} (set LONGMEM_DATA)", etth1().display());
-    }
-    ok
+    common::have(test, "ETT", &etth1(), "LONGMEM_DATA")
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("longmem-forecast-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("forecast-it", name)
 }
 
 fn longmem(args: &[&str]) -> std::process::Output {
@@ -185,16 +173,14 @@ fn warp_phys_settings_are_checked() {
 }
 
 fn mnist_dir() -> PathBuf {
-    etth1().parent().unwrap().parent().unwrap().join("mnist")
+    common::data_dir().join("mnist")
 }
 
 /// Image completion: the last 392 pixels of each test image from its first
 /// 392, a short WARP run on 500 training images.
 #[test]
 fn mnist_completion_runs_end_to_end() {
-    if !mnist_dir().join("train-images-idx3-ubyte.gz").exists() {
-        assert!(std::env::var("LONGMEM_REQUIRE_DATA").as_deref() != Ok("1"), "no MNIST data at {}", mnist_dir().display());
-        eprintln!("SKIPPED mnist_completion_runs_end_to_end: no MNIST data at {}", mnist_dir().display());
+    if !common::have("mnist_completion_runs_end_to_end", "MNIST", &mnist_dir().join("train-images-idx3-ubyte.gz"), "LONGMEM_DATA") {
         return;
     }
     let dir = tmp("completion");

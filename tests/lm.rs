@@ -21,22 +21,15 @@ fn ptb_dir() -> PathBuf {
     }
 }
 
-/// The PTB files (beside the checkout in ../shared/data/ptb, or
-/// LONGMEM_PTB): tests that need them say they skipped when they are
-/// absent, and fail with LONGMEM_REQUIRE_DATA=1.
+/// The PTB files, beside the checkout in ../shared/data/ptb or at LONGMEM_PTB.
 fn have_ptb(test: &str) -> bool {
-    let ok = ptb_dir().join("ptb.train.txt").exists();
-    if !ok {
-        assert!(std::env::var("LONGMEM_REQUIRE_DATA").as_deref() != Ok("1"), "{test}: no PTB data at {}", ptb_dir().display());
-        eprintln!("SKIPPED {test}: no PTB data at {} (set LONGMEM_PTB)", ptb_dir().display());
-    }
-    ok
+    common::have(test, "PTB", &ptb_dir().join("ptb.train.txt"), "LONGMEM_PTB")
 }
 
+mod common;
+
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("longmem-lm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("lm", name)
 }
 
 fn ptb_config() -> TrainConfig {

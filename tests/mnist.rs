@@ -16,30 +16,18 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_longmem");
 
-/// The MNIST folder: `$LONGMEM_DATA/mnist`, else ../shared/data/mnist beside the checkout.
+mod common;
+
 fn mnist_dir() -> PathBuf {
-    let data = match std::env::var("LONGMEM_DATA") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-    };
-    data.join("mnist")
+    common::data_dir().join("mnist")
 }
 
-/// Tests that need the files say they skipped when they are absent, and
-/// fail with LONGMEM_REQUIRE_DATA=1.
 fn have_mnist(test: &str) -> bool {
-    let ok = Split::Train.image_file(&mnist_dir()).exists();
-    if !ok {
-        assert!(std::env::var("LONGMEM_REQUIRE_DATA").as_deref() != Ok("1"), "{test}: no MNIST data at {}", mnist_dir().display());
-        eprintln!("SKIPPED {test}: no MNIST data at {} (set LONGMEM_DATA)", mnist_dir().display());
-    }
-    ok
+    common::have(test, "MNIST", &Split::Train.image_file(&mnist_dir()), "LONGMEM_DATA")
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("longmem-mnist-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("mnist-it", name)
 }
 
 fn config(task: TaskKind) -> TrainConfig {
