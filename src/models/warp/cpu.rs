@@ -190,11 +190,13 @@ impl Warp {
     }
 
     /// The root's extra input of row (t, b): x_t when it reads it.
-    fn root_in<'a, F: Real>(&self, x: Option<&'a ArrayView3<'a, F>>, t: usize, b: usize) -> Vec<F> {
+    /// Written into `buf` (reused across rows, so no allocation per row).
+    fn root_in<F: Real>(&self, x: Option<&ArrayView3<F>>, t: usize, b: usize, buf: &mut Vec<F>) {
+        buf.clear();
         match (self.root_x, x) {
-            (true, Some(x)) => x.slice(s![t, b, ..]).to_vec(),
+            (true, Some(x)) => buf.extend(x.slice(s![t, b, ..]).iter().copied()),
             (true, None) => panic!("WARP with --root-input-x decodes from its inputs: pass them"),
-            (false, _) => Vec::new(),
+            (false, _) => {}
         }
     }
 
@@ -206,12 +208,13 @@ impl Warp {
         let o = self.dims.output;
         let mut y = Array2::zeros((t_len * batch, o));
         let mut acts = vec![F::zero(); self.root.hidden_total()];
+        let mut xin = Vec::new();
         for t in 0..t_len {
             for b in 0..batch {
                 let theta = states.slice(s![t + 1, b, ..]);
                 let theta = theta.as_slice().expect("contiguous state");
                 let mut row = y.row_mut(t * batch + b);
-                let xin = self.root_in(x.as_ref(), t, b);
+                self.root_in(x.as_ref(), t, b, &mut xin);
                 self.root_row(theta, tau(t, t_len), &xin, &mut acts, row.as_slice_mut().expect("row"));
             }
         }
@@ -224,14 +227,17 @@ impl Warp {
         let t_len = t1 - 1;
         let mut out = Array3::zeros((t_len, batch, d));
         let mut scratch = RootScratch::new(self);
+        let (mut xin, mut dx) = (Vec::new(), Vec::new());
         for t in 0..t_len {
             let tau_t = tau::<F>(t, t_len);
             for b in 0..batch {
                 let theta = states.slice(s![t + 1, b, ..]);
                 let mut g = out.slice_mut(s![t, b, ..]);
                 let dy_row = dy.row(t * batch + b);
-                let xin = self.root_in(x.as_ref(), t, b);
-                let mut dx = vec![F::zero(); xin.len()];
+                self.root_in(x.as_ref(), t, b, &mut xin);
+                // dL/dx is not wanted here (the inputs are data)
+                dx.clear();
+                dx.resize(xin.len(), F::zero());
                 self.root_row_backward(theta.as_slice().expect("row"), tau_t, &xin, dy_row.as_slice().expect("row"), g.as_slice_mut().expect("row"), &mut dx, &mut scratch);
             }
         }
