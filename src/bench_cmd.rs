@@ -118,10 +118,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         bail!("--scan parallel is implemented for WARP only: pass --models warp");
     }
     let engine = a.dev.resolve()?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        PathBuf::from(format!("runs/bench-{secs}"))
-    });
+    let out = a.out.clone().unwrap_or_else(|| longmem::rundir::fresh("bench"));
     eprintln!("bench on {} ({} cases)", engine.describe(), sel.cases().len());
     let opts = BenchOptions { reps: a.reps, warmup: a.warmup, max_case_s: a.max_case_seconds, measure_ceilings: !a.no_ceilings, scan };
     let rep = run_suite(&engine, &sel, &opts, |i, n, c| eprintln!("[{i}/{n}] {}", line(c)))?;

@@ -10,6 +10,7 @@ pub mod models;
 pub mod params;
 pub mod real;
 pub mod rng;
+pub mod rundir;
 pub mod tasks;
 pub mod train;
 pub mod config;

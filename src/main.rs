@@ -231,10 +231,7 @@ fn lyapunov(a: LyapArgs) -> Result<()> {
     let out = match (&a.out, &a.run) {
         (Some(o), _) => o.clone(),
         (None, Some(r)) => r.clone(),
-        (None, None) => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            PathBuf::from("runs").join(format!("lyapunov-{secs}"))
-        }
+        (None, None) => longmem::rundir::fresh("lyapunov"),
     };
     lrun::write(&out, &report)?;
     if a.json {

@@ -365,10 +365,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let out = match (&a.resume, &a.out) {
         (Some(dir), _) => dir.clone(),
         (None, Some(o)) => o.clone(),
-        (None, None) => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            PathBuf::from("runs").join(format!("{}-{}-{secs}", serde_plain(&cfg.task), cfg.model.name()))
-        }
+        (None, None) => longmem::rundir::fresh(&format!("{}-{}", serde_plain(&cfg.task), cfg.model.name())),
     };
     let summary = run::train(&cfg, &RunOptions { out, resume: a.resume.is_some(), verbose: !a.quiet })?;
     if a.quiet {

@@ -23,7 +23,10 @@ use ndarray::{s, Array2, Array3, ArrayView2};
 
 /// Whether `model` has a fast path.
 pub fn supports(model: &Model) -> bool {
-    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_)) && std::env::var("LONGMEM_CPU_REFERENCE").map(|v| v != "1").unwrap_or(true)
+    // read once: this is asked on every training step
+    static REFERENCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let reference = *REFERENCE.get_or_init(|| std::env::var("LONGMEM_CPU_REFERENCE").is_ok_and(|v| v == "1"));
+    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_)) && !reference
 }
 
 /// What the forward pass keeps for the backward pass.
