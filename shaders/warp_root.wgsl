@@ -1,6 +1,7 @@
 // WARP's decoding: every row (t, b) runs the root MLP whose weights are its
 // own state θ_{t+1}, on τ_t = t/(T−1) (and, with `root_x`, the row's input
-// x_t: layer 0 reads [τ; x]). One invocation per row; the hidden
+// x_t: layer 0 reads [τ; x]). One invocation per row of rows row0 ..
+// row0 + nrows (all of them, or one step's in autoregressive mode); the hidden
 // activations (and, backwards, two vectors dz/da) live in a scratch row.
 // Layout of θ as in src/models/warp/mod.rs: per layer W (out×in) then b;
 // layer 0 reads τ (width 1), `depth` hidden layers of `width`, output `out_w`.
@@ -8,7 +9,7 @@
 struct Root {
     batch: u32, t_len: u32, width: u32, depth: u32,
     out_w: u32, dd: u32, scratch_w: u32, act: u32,
-    din: u32, root_x: u32, _p0: u32, _p1: u32,
+    din: u32, root_x: u32, row0: u32, nrows: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: Root;
@@ -94,21 +95,22 @@ fn root_forward(r: u32, write_y: bool) {
 @compute @workgroup_size(64)
 fn decode(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid.x;
-    if (r >= u.t_len * u.batch) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    if (i >= u.nrows) {
         return;
     }
-    root_forward(r, true);
+    root_forward(u.row0 + i, true);
 }
 
 // dL/dθ of row r (out = d_states, every entry written) from dL/dy
 @compute @workgroup_size(64)
 fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid.x;
-    if (r >= u.t_len * u.batch) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    if (i >= u.nrows) {
         return;
     }
+    let r = u.row0 + i;
     root_forward(r, false);
     let th = (r + u.batch) * u.dd;
     let g = r * u.dd;

@@ -270,13 +270,15 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 
 /// GPU scan, decoding, gradients and three Adam steps against the CPU.
 fn gpu_matches_cpu(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize) {
-    gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false, ScanMode::Step);
-    gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false, ScanMode::Parallel);
+    gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false, ScanMode::Step, false);
+    gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false, ScanMode::Parallel, false);
 }
 
-/// `gaussian`: the Gaussian NLL (outputs = 2 × targets) instead of MSE.
+/// `gaussian`: the Gaussian NLL (outputs = 2 × targets) instead of MSE;
+/// `fed`: about half the rows after the first step take the model's own
+/// prediction as input (autoregressive training).
 #[allow(clippy::too_many_arguments)]
-fn gpu_matches_cpu_with(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize, gaussian: bool, scan: ScanMode) {
+fn gpu_matches_cpu_with(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize, gaussian: bool, scan: ScanMode, fed: bool) {
     let Some(ctx) = test_context("warp") else { return };
     let model = build(input, width, depth, output, act, theta0);
     let mut rng = Rng::seed(fresh_seed("warp"));
@@ -284,21 +286,26 @@ fn gpu_matches_cpu_with(input: usize, width: usize, depth: usize, output: usize,
     // f32 rounding passes any fixed tolerance: keep B's start moderate there
     let b_noise = if gaussian { 0.05 } else { 0.2 };
     let params = perturbed(&model, &mut rng, 0.3 / (model.state_width() as f64).sqrt(), b_noise);
-    let label = format!("warp {act:?} {theta0:?} d={input} w={width} depth={depth} o={output} T={t} B={b} {scan:?}");
+    let label = format!("warp {act:?} {theta0:?} d={input} w={width} depth={depth} o={output} T={t} B={b} {scan:?}{}", if fed { " fed" } else { "" });
     let mut gpu = GpuBackend::new(ctx, model.clone(), &params, ScanOptions { mode: scan, ..Default::default() }).unwrap();
     let mut cpu = CpuBackend::new(model.clone(), params.clone()).unwrap();
     let targets = if gaussian { output / 2 } else { output };
-    let gauss = |mut bt: Batch| {
+    let gauss = |mut bt: Batch, rng: &mut Rng| {
         if gaussian {
             let Target::Values(v) = bt.target.clone() else { unreachable!() };
             bt.target = Target::Gaussian(v);
         }
+        if fed {
+            bt.feedback = Some((0..t * b).map(|r| if r >= b && rng.uniform() < 0.5 { 1.0 } else { 0.0 }).collect());
+        }
         bt
     };
-    let bt = gauss(batch(t, b, input, targets, &mut rng));
+    let bt = gauss(batch(t, b, input, targets, &mut rng), &mut rng);
     let s_gpu = gpu.states(&bt).unwrap();
-    let h0 = Array2::zeros((b, model.state_width()));
-    let s_cpu = model.forward(&params, bt.x.view(), h0.view());
+    let s_cpu = match (&bt.feedback, &model) {
+        (Some(f), Model::Warp(w)) => w.forward_ar(&params, bt.x.view(), f).states,
+        _ => model.forward(&params, bt.x.view(), Array2::zeros((b, model.state_width())).view()),
+    };
     let e = rel_err(&s_gpu, s_cpu.as_slice().unwrap());
     assert!(e < 1e-5, "{label}: states rel err {e}");
     let (l_gpu, y_gpu) = gpu.evaluate(&bt).unwrap();
@@ -313,7 +320,7 @@ fn gpu_matches_cpu_with(input: usize, width: usize, depth: usize, output: usize,
     // not compound (ε 1e-4: a rounding-level gradient would jump ±lr at 1e-8)
     let opt = OptimConfig { kind: OptimKind::Adam, lr: 1e-3, clip: 1.0, eps: 1e-4, ..Default::default() };
     for step in 1..=3 {
-        let bt = gauss(batch(t, b, input, targets, &mut rng));
+        let bt = gauss(batch(t, b, input, targets, &mut rng), &mut rng);
         let (m, v) = gpu.optim_state().unwrap();
         cpu.load(&gpu.params().unwrap(), &m, &v).unwrap();
         let h = opt.hyper(opt.lr, step);
@@ -338,7 +345,7 @@ fn gpu_matches_cpu_hypernetwork_tanh_deep_root() {
 
 #[test]
 fn gpu_matches_cpu_gaussian_nll() {
-    gpu_matches_cpu_with(3, 7, 1, 6, RootAct::Tanh, Theta0::Hyper, 6, 4, true, ScanMode::Step);
+    gpu_matches_cpu_with(3, 7, 1, 6, RootAct::Tanh, Theta0::Hyper, 6, 4, true, ScanMode::Step, false);
 }
 
 /// The doubling stages at the edges of their counts: T + 1 (forward) and T
@@ -346,8 +353,18 @@ fn gpu_matches_cpu_gaussian_nll() {
 #[test]
 fn parallel_scan_matches_cpu_at_power_of_two_edges() {
     for t in [2, 3, 4, 7, 8, 9, 16] {
-        gpu_matches_cpu_with(2, 4, 1, 2, RootAct::Tanh, Theta0::Hyper, t, 3, false, ScanMode::Parallel);
+        gpu_matches_cpu_with(2, 4, 1, 2, RootAct::Tanh, Theta0::Hyper, t, 3, false, ScanMode::Parallel, false);
     }
+}
+
+/// Autoregressive training on the GPU: fed-back predictions, through the
+/// step-by-step scan and decoding and their backward, with MSE and with the
+/// Gaussian head (whose means are fed back), and a one-step sequence.
+#[test]
+fn gpu_matches_cpu_with_fed_back_predictions() {
+    gpu_matches_cpu_with(3, 9, 1, 3, RootAct::Relu, Theta0::Learned, 9, 5, false, ScanMode::Auto, true);
+    gpu_matches_cpu_with(3, 6, 2, 6, RootAct::Tanh, Theta0::Hyper, 7, 3, true, ScanMode::Auto, true);
+    gpu_matches_cpu_with(2, 4, 1, 2, RootAct::Tanh, Theta0::Learned, 1, 2, false, ScanMode::Auto, true);
 }
 
 #[test]

@@ -67,8 +67,9 @@ pub const URNN_BACKWARD: ShaderSrc = ShaderSrc {
 };
 
 pub const WARP: ShaderSrc = ShaderSrc { name: "warp", src: concat!(include_str!("../../shaders/warp_act.wgsl"), include_str!("../../shaders/warp.wgsl")), defaults: &[] };
+pub const WARP_AR: ShaderSrc = ShaderSrc { name: "warp_ar", src: include_str!("../../shaders/warp_ar.wgsl"), defaults: &[] };
 pub const WARP_ROOT: ShaderSrc =
     ShaderSrc { name: "warp_root", src: concat!(include_str!("../../shaders/warp_act.wgsl"), include_str!("../../shaders/warp_root.wgsl")), defaults: &[] };
 
 /// Every shader, for validation: a new kernel file must be listed here.
-pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS, URNN, URNN_BACKWARD, WARP, WARP_ROOT];
+pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS, URNN, URNN_BACKWARD, WARP, WARP_ROOT, WARP_AR];

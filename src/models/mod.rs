@@ -465,6 +465,23 @@ impl Model {
         each!(self, m => m.gpu_plan(ctx, t_len, batch, io, opts))
     }
 
+    /// The autoregressive plan (fed-back predictions, WARP only): the scan
+    /// and the decoding interleave step by step.
+    pub fn gpu_ar_plan(
+        &self,
+        ctx: &crate::gpu::GpuContext,
+        t_len: usize,
+        batch: usize,
+        io: &SeqIo,
+        opts: &ScanOptions,
+        ar: &warp::gpu::ArIo,
+    ) -> Result<FamilyPlan> {
+        match self {
+            Model::Warp(m) => m.gpu_plan_with(ctx, t_len, batch, io, opts, Some(ar)),
+            _ => bail!("fed-back predictions (autoregressive training) are WARP's"),
+        }
+    }
+
     /// A family's own decoding in place of the shared readout GEMMs (WARP's
     /// root network); None: the shared readout.
     #[allow(clippy::too_many_arguments)]

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 /// (T, B, cross-entropy, token inputs)
 /// (T, B, the loss kernel's kind, token inputs)
-type PlanKey = (usize, usize, u32, bool);
+/// (T, B, loss kind, token inputs, autoregressive)
+type PlanKey = (usize, usize, u32, bool, bool);
 
 struct ShapePlan {
     rows: usize,
@@ -33,6 +34,8 @@ struct ShapePlan {
     cls: wgpu::Buffer,
     tgt: wgpu::Buffer,
     mask: wgpu::Buffer,
+    /// autoregressive: 1 per row where the input is the previous prediction
+    fb: wgpu::Buffer,
     pub states: wgpu::Buffer,
     y: wgpu::Buffer,
     forward: Vec<Dispatch>,
@@ -94,7 +97,7 @@ impl GpuBackend {
 
     fn plan_for(&mut self, batch: &Batch) -> Result<PlanKey> {
         super::cpu::check_input(&self.model, batch)?;
-        let key = (batch.seq_len(), batch.batch(), ops::loss_kind(&batch.target), batch.tokens.is_some());
+        let key = (batch.seq_len(), batch.batch(), ops::loss_kind(&batch.target), batch.tokens.is_some(), batch.feedback.is_some());
         if !self.plans.contains_key(&key) {
             let s = self.model.state_width();
             let carry = match self.carries.get(&key.1) {
@@ -108,7 +111,7 @@ impl GpuBackend {
         Ok(key)
     }
 
-    fn build(&self, (t_len, batch, loss_kind, tokens): PlanKey, carry: wgpu::Buffer) -> Result<ShapePlan> {
+    fn build(&self, (t_len, batch, loss_kind, tokens, feedback): PlanKey, carry: wgpu::Buffer) -> Result<ShapePlan> {
         let cross_entropy = loss_kind == ops::LOSS_CE;
         let ctx = &*self.ctx;
         let model = &self.model;
@@ -122,6 +125,7 @@ impl GpuBackend {
         let cls = ops::storage(ctx, "classes", if cross_entropy { rows } else { 1 })?;
         let tgt = ops::storage(ctx, "targets", if cross_entropy { 1 } else { rows * o })?;
         let mask = ops::storage(ctx, "mask", rows)?;
+        let fb = ops::storage(ctx, "feedback", if feedback { rows } else { 1 })?;
         let states = ops::storage(ctx, "states", (t_len + 1) * batch * s)?;
         let d_states = ops::storage(ctx, "d_states", rows * s)?;
         let y = ops::storage(ctx, "y", rows * o)?;
@@ -129,13 +133,16 @@ impl GpuBackend {
         let row_loss = ops::storage(ctx, "row_loss", rows)?;
 
         let io = SeqIo { params: &self.params, grads: &self.grads, x: &x, tokens: tokens.then_some(&csr), states: &states, d_states: &d_states };
-        let family = model.gpu_plan(ctx, t_len, batch, &io, &self.scan)?;
+        // autoregressive, the family's plan decodes step by step itself
+        let ar = crate::models::warp::gpu::ArIo { fb: &fb, y: &y, dy: &dy };
+        let family = if feedback { model.gpu_ar_plan(ctx, t_len, batch, &io, &self.scan, &ar)? } else { model.gpu_plan(ctx, t_len, batch, &io, &self.scan)? };
 
-        let own_readout = model.gpu_readout(ctx, t_len, batch, &x, &states, &y, &dy, &d_states)?;
+        let own_readout = if feedback { None } else { model.gpu_readout(ctx, t_len, batch, &x, &states, &y, &dy, &d_states)? };
         // the readout features of states 1..=T: rows of width r, s apart
         let feats = Mat { buf: &states, off: batch * s, rs: s, cs: 1 };
         let mut forward: Vec<Dispatch> = family.forward.iter().map(clone_dispatch).collect();
         match &own_readout {
+            _ if feedback => {} // decoded inside the family's forward
             Some(plan) => forward.extend(plan.forward.iter().map(clone_dispatch)),
             None => forward.extend(ops::gemm(
                 ctx,
@@ -153,7 +160,9 @@ impl GpuBackend {
         let loss = vec![loss_d, ops::sum(ctx, &row_loss, 0, rows, false, &self.stats, 0)?];
 
         let mut backward = Vec::new();
-        if let Some(plan) = &own_readout {
+        if feedback {
+            // the family's backward holds the decoding's
+        } else if let Some(plan) = &own_readout {
             backward.extend(plan.backward.iter().map(clone_dispatch));
         } else {
             backward.extend(ops::gemm(ctx, (o, r, rows), Mat::transposed(&dy, 0, o), feats, None, Mat::rows(&self.grads, l.offset("w_out"), r), false)?);
@@ -191,6 +200,7 @@ impl GpuBackend {
             cls,
             tgt,
             mask,
+            fb,
             states,
             y,
             forward,
@@ -207,7 +217,6 @@ impl GpuBackend {
 
     fn upload(&mut self, batch: &Batch) -> Result<PlanKey> {
         crate::train::cpu::check_input(&self.model, batch)?;
-        anyhow::ensure!(batch.feedback.is_none(), "autoregressive WARP training (--forcing < 1) runs on the CPU path for now: pass --device cpu, or --forcing 1");
         let key = self.plan_for(batch)?;
         let ctx = &*self.ctx;
         let plan = self.plans.get_mut(&key).expect("plan just made");
@@ -228,6 +237,9 @@ impl GpuBackend {
             Target::Values(v) | Target::Gaussian(v) => ops::write_f32(ctx, &plan.tgt, 0, v),
         }
         ops::write_f32(ctx, &plan.mask, 0, &batch.mask);
+        if let Some(f) = &batch.feedback {
+            ops::write_f32(ctx, &plan.fb, 0, f);
+        }
         let norm = batch_loss_norm(batch, plan.outs) as f32;
         ops::write_loss_norm(ctx, &plan.loss_ub, plan.rows, plan.outs, plan.loss_kind, norm);
         Ok(key)

@@ -41,7 +41,28 @@ struct RootUniform {
     act: u32,
     din: u32,
     root_x: u32,
+    row0: u32,
+    nrows: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ArUniform {
+    batch: u32,
+    c: u32,
+    out_w: u32,
+    t_len: u32,
+    t: u32,
+    n: u32,
     _p: [u32; 2],
+}
+
+/// The extra buffers of autoregressive training on the GPU: the feedback
+/// flags (one per row), the outputs and their gradient.
+pub struct ArIo<'a> {
+    pub fb: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
 }
 
 /// The decoding's dispatches: states → y, and dy → d_states (every entry).
@@ -115,6 +136,20 @@ pub fn parallel_pays(t_len: usize, batch: usize, d: usize) -> bool {
 
 impl Warp {
     pub fn gpu_plan(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, opts: &ScanOptions) -> Result<FamilyPlan> {
+        self.gpu_plan_with(ctx, t_len, batch, io, opts, None)
+    }
+
+    /// With `ar`, the autoregressive plan: the scan and the decoding
+    /// interleave step by step (each step's inputs may be the previous
+    /// step's predictions), so the plan holds the decoding too, and its
+    /// backward runs the decoding's backward step by step as well.
+    pub fn gpu_plan_with(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, opts: &ScanOptions, ar: Option<&ArIo>) -> Result<FamilyPlan> {
+        if ar.is_some() && self.root_x {
+            bail!("autoregressive WARP with --root-input-x runs on the CPU path for now: pass --device cpu");
+        }
+        if ar.is_some() && self.dims.output != self.dims.input && self.dims.output != 2 * self.dims.input {
+            bail!("autoregressive WARP predicts its own inputs: {} outputs for {} inputs", self.dims.output, self.dims.input);
+        }
         if io.tokens.is_some() {
             bail!("WARP on the GPU takes dense inputs, not token ids");
         }
@@ -150,7 +185,21 @@ impl Warp {
             Ok(Dispatch { kernel, bind, groups: ops::grid(ctx, items, 64)? })
         };
         let x0 = Mat::rows(io.x, 0, din);
-        let parallel = parallel_scan(ctx, opts.mode, t_len, batch, d);
+        // autoregressive: the inputs fed (data or predictions), dL/du, and g_t B
+        let inputs = ops::storage(ctx, "warp.ar_inputs", if ar.is_some() { rows * din } else { 1 })?;
+        let gu = ops::storage(ctx, "warp.ar_du", if ar.is_some() { rows * din } else { 1 })?;
+        let gd = ops::storage(ctx, "warp.ar_gb", if ar.is_some() { batch * (din + 1) } else { 1 })?;
+        let root_scratch = self.root_scratch(ctx, if ar.is_some() { rows } else { 1 })?;
+        let mut keep = vec![];
+        let ar_dispatch = |entry: &str, t: usize, items: usize, ar: &ArIo| -> Result<Dispatch> {
+            let kernel = ctx.kernel(&shaders::WARP_AR, entry, &[], &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite])?;
+            let u = ArUniform { batch: batch as u32, c: din as u32, out_w: self.dims.output as u32, t_len: t_len as u32, t: t as u32, n: items as u32, _p: [0; 2] };
+            let ub = ops::uniform(ctx, &u);
+            let bind = ops::bind(ctx, &kernel, &[&ub, io.x, ar.fb, ar.y, &gd, &inputs, &dx, &gu, ar.dy]);
+            Ok(Dispatch { kernel, bind, groups: ops::grid(ctx, items, 64)? })
+        };
+        // the autoregressive scan is step by step by nature
+        let parallel = ar.is_none() && parallel_scan(ctx, opts.mode, t_len, batch, d);
         // the doubling stages need A^(2^i) up to the larger of the forward's
         // ⌈log2(T+1)⌉ and the backward's ⌈log2 T⌉ stages: i = 1.. kept here
         let levels = if parallel { stages(t_len + 1) } else { 0 };
@@ -177,10 +226,23 @@ impl Warp {
                     forward.extend(gemm(ctx, (batch, d, hh), Mat::rows(&z, 0, hh), Mat::transposed(io.params, w2, hh), Some(l.offset("hyper_b2")), Mat::rows(io.states, 0, d), false)?);
                 }
             }
-            forward.push(dispatch("delta", uni(0, 0, 0), io.x, io.x, &dx, rows * (din + 1))?);
-            // slots 1..=T = Δ · Bᵀ, then each step adds A θ_t
-            forward.extend(gemm(ctx, (rows, d, din + 1), Mat::rows(&dx, 0, din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, batch * d, d), false)?);
-            if parallel {
+            if ar.is_none() {
+                forward.push(dispatch("delta", uni(0, 0, 0), io.x, io.x, &dx, rows * (din + 1))?);
+                // slots 1..=T = Δ · Bᵀ, then each step adds A θ_t
+                forward.extend(gemm(ctx, (rows, d, din + 1), Mat::rows(&dx, 0, din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, batch * d, d), false)?);
+            }
+            if let Some(ar) = ar {
+                forward.push(dispatch("transpose", uni(0, a_off, 0), io.params, io.params, &a_t, d * d)?);
+                for t in 0..t_len {
+                    // u_t and Δ_t, slot t+1 = Δ_t Bᵀ + A θ_t, then this step's outputs
+                    forward.push(ar_dispatch("ar_input", t, batch * (din + 1), ar)?);
+                    forward.extend(gemm(ctx, (batch, d, din + 1), Mat::rows(&dx, t * batch * (din + 1), din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, (t + 1) * batch * d, d), false)?);
+                    forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
+                    let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, t * batch, batch, false)?;
+                    forward.push(dec);
+                    keep.push(ub);
+                }
+            } else if parallel {
                 // powers[i-1] = A^(2^i) by squaring (A itself is read from the parameters)
                 for (i, pw) in powers.iter().enumerate() {
                     let sq = if i == 0 { Mat::rows(io.params, a_off, d) } else { Mat::rows(&powers[i - 1], 0, d) };
@@ -200,7 +262,26 @@ impl Warp {
         }
 
         let mut backward = Vec::new();
-        if t_len > 0 {
+        if let (true, Some(ar)) = (t_len > 0, ar) {
+            backward.push(ar_dispatch("ar_zero", 0, rows * din, ar)?);
+            for t in (0..t_len).rev() {
+                // dL/dŷ_t gets what its use as u_{t+1} passed back; then
+                // slot t = this step's decoding gradient + slot (t+1) · A
+                backward.push(ar_dispatch("ar_dy", t, batch * din, ar)?);
+                let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, t * batch, batch, true)?;
+                backward.push(dec);
+                keep.push(ub);
+                if t + 1 < t_len {
+                    backward.push(dispatch("scan_back", uni(t + 1, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
+                }
+                if t > 0 {
+                    // through Δ_t = u_t − u_{t-1}: g_t B
+                    backward.extend(gemm(ctx, (batch, din + 1, d), Mat::rows(io.d_states, t * batch * d, d), Mat::rows(io.params, b_off, din + 1), None, Mat::rows(&gd, 0, din + 1), false)?);
+                    backward.push(ar_dispatch("ar_gu", t, batch * din, ar)?);
+                }
+            }
+        }
+        if t_len > 0 && ar.is_none() {
             if parallel {
                 // stage i: slot t += slot (t + k) · A^k, k = 2^i, for all t + k < T at once
                 backward.extend(doubling(&dispatch, &uni, io.d_states, &pong, t_len, batch * d, &|i, src, dst| {
@@ -212,6 +293,8 @@ impl Warp {
                     backward.push(dispatch("scan_back", uni(t, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
                 }
             }
+        }
+        if t_len > 0 {
             // d_states slot t now holds dL/dθ_{t+1} in full: dA = Σ g_tᵀ θ_t, dB = Σ g_tᵀ Δ_t
             let g_t = Mat { buf: io.d_states, off: 0, rs: 1, cs: d };
             backward.extend(gemm(ctx, (d, d, rows), g_t, Mat::rows(io.states, 0, d), None, Mat::rows(io.grads, a_off, d), false)?);
@@ -233,7 +316,8 @@ impl Warp {
                 }
             }
         }
-        let mut scratch = vec![dx, g0, z, dz, a_t, pong];
+        let mut scratch = vec![dx, g0, z, dz, a_t, pong, inputs, gu, gd, root_scratch];
+        scratch.extend(keep);
         scratch.extend(powers);
         Ok(FamilyPlan { forward, backward, persistent: false, _scratch: scratch })
     }
@@ -243,11 +327,46 @@ impl Warp {
     #[allow(clippy::too_many_arguments)]
     pub fn gpu_readout(&self, ctx: &GpuContext, t_len: usize, batch: usize, x: &wgpu::Buffer, states: &wgpu::Buffer, y: &wgpu::Buffer, dy: &wgpu::Buffer, d_states: &wgpu::Buffer) -> Result<ReadoutPlan> {
         let rows = t_len * batch;
-        let (w, depth, o) = (self.dims.hidden, self.depth, self.dims.output);
+        let scratch = self.root_scratch(ctx, rows)?;
+        let (forward, ub) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, 0, rows, false)?;
+        let (backward, ub2) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, 0, rows, true)?;
+        Ok(ReadoutPlan { forward: vec![forward], backward: vec![backward], _scratch: vec![scratch, ub, ub2] })
+    }
+
+    /// Scratch rows of the root network (activations, and backwards dz/da)
+    /// for `rows` rows, indexed by row.
+    fn root_scratch(&self, ctx: &GpuContext, rows: usize) -> Result<wgpu::Buffer> {
+        ops::storage(ctx, "warp.root_scratch", rows.max(1) * self.root_scratch_width())
+    }
+
+    fn root_scratch_width(&self) -> usize {
+        let (w, o) = (self.dims.hidden, self.dims.output);
         // dz/da of layer 0 are 1 + d wide when the root reads x
         let in0 = 1 + if self.root_x { self.dims.input } else { 0 };
-        let scratch_w = depth * w + 2 * w.max(o).max(in0);
-        let scratch = ops::storage(ctx, "warp.root_scratch", rows.max(1) * scratch_w)?;
+        self.depth * w + 2 * w.max(o).max(in0)
+    }
+
+    /// The root network of rows `row0 .. row0 + nrows`: outputs into `y`, or
+    /// (`backward`) every entry of their `d_states` rows from `dy`. `x` is
+    /// what the root reads besides τ (with `root_x`). Also its uniform, to keep.
+    #[allow(clippy::too_many_arguments)]
+    fn root_dispatch(
+        &self,
+        ctx: &GpuContext,
+        t_len: usize,
+        batch: usize,
+        x: &wgpu::Buffer,
+        states: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        d_states: &wgpu::Buffer,
+        scratch: &wgpu::Buffer,
+        row0: usize,
+        nrows: usize,
+        backward: bool,
+    ) -> Result<(Dispatch, wgpu::Buffer)> {
+        let (w, depth, o) = (self.dims.hidden, self.depth, self.dims.output);
+        let scratch_w = self.root_scratch_width();
         use Binding::{Read, ReadWrite, Uniform};
         let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite, Read];
         let u = RootUniform {
@@ -261,19 +380,15 @@ impl Warp {
             act: self.act.code(),
             din: self.dims.input as u32,
             root_x: self.root_x as u32,
-            _p: [0; 2],
+            row0: row0 as u32,
+            nrows: nrows as u32,
         };
         let ub = ops::uniform(ctx, &u);
-        let groups = ops::grid(ctx, rows, 64)?;
-        let fk = ctx.kernel(&shaders::WARP_ROOT, "decode", &[], &bindings)?;
-        let bk = ctx.kernel(&shaders::WARP_ROOT, "decode_backward", &[], &bindings)?;
-        let fb = ops::bind(ctx, &fk, &[&ub, states, states, y, &scratch, x]);
-        let bb = ops::bind(ctx, &bk, &[&ub, states, dy, d_states, &scratch, x]);
-        Ok(ReadoutPlan {
-            forward: vec![Dispatch { kernel: fk, bind: fb, groups }],
-            backward: vec![Dispatch { kernel: bk, bind: bb, groups }],
-            _scratch: vec![scratch, ub],
-        })
+        let groups = ops::grid(ctx, nrows, 64)?;
+        let (entry, second, out) = if backward { ("decode_backward", dy, d_states) } else { ("decode", states, y) };
+        let k = ctx.kernel(&shaders::WARP_ROOT, entry, &[], &bindings)?;
+        let bind = ops::bind(ctx, &k, &[&ub, states, second, out, scratch, x]);
+        Ok((Dispatch { kernel: k, bind, groups }, ub))
     }
 }
 
