@@ -10,6 +10,7 @@ struct Root {
     batch: u32, t_len: u32, width: u32, depth: u32,
     out_w: u32, dd: u32, scratch_w: u32, act: u32,
     din: u32, root_x: u32, row0: u32, nrows: u32,
+    dx_out: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: Root;
@@ -18,6 +19,9 @@ struct Root {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(5) var<storage, read> xin: array<f32>;
+// decode_backward with dx_out (autoregressive with root_x): dL/dx of each
+// row added here, rows din wide (the fed inputs' gradient)
+@group(0) @binding(6) var<storage, read_write> dxin: array<f32>;
 
 fn act(v: f32) -> f32 {
     return act_of(u.act, v);
@@ -149,6 +153,11 @@ fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         if (l > 0u) {
             for (var j = 0u; j < ni; j++) {
                 scratch[dz + j] = scratch[da + j] * act_grad(scratch[a0 + j]);
+            }
+        } else if (u.dx_out != 0u) {
+            // layer 0 read [τ; x]: da[1..] is dL/dx
+            for (var j = 1u; j < ni; j++) {
+                dxin[r * u.din + j - 1u] += scratch[da + j];
             }
         }
     }

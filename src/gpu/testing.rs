@@ -83,3 +83,18 @@ pub fn dist(a: &[f32], b: &[f64]) -> f64 {
 pub fn norm(a: &[f64]) -> f64 {
     a.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
+
+/// The CPU reference's loss in f64 at `params`.
+pub fn loss_f64(model: &crate::models::Model, params: &[f32], batch: &crate::tasks::Batch) -> f64 {
+    let p: Vec<f64> = params.iter().map(|&x| x as f64).collect();
+    crate::train::cpu::loss_grads::<f64>(model, &p, batch).0
+}
+
+/// Holds a GPU scalar to its f64 value as [`assert_grads_close`] holds a
+/// gradient: within `tol` relative, or 8× the f32 CPU's own error (a
+/// Gaussian head near its sd floor makes losses of 1e4 whose f32 rounding
+/// passes any fixed tolerance).
+pub fn assert_value_close(label: &str, gpu: f64, cpu: f64, v64: f64, tol: f64) {
+    let (e_gpu, e_cpu) = ((gpu - v64).abs(), (cpu - v64).abs());
+    assert!(e_gpu <= (tol * v64.abs()).max(8.0 * e_cpu), "{label}: {gpu} off f64 {v64} by {e_gpu} (f32 CPU {cpu})");
+}

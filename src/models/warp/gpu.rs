@@ -43,6 +43,8 @@ struct RootUniform {
     root_x: u32,
     row0: u32,
     nrows: u32,
+    dx_out: u32,
+    _p: [u32; 3],
 }
 
 #[repr(C)]
@@ -144,9 +146,6 @@ impl Warp {
     /// step's predictions), so the plan holds the decoding too, and its
     /// backward runs the decoding's backward step by step as well.
     pub fn gpu_plan_with(&self, ctx: &GpuContext, t_len: usize, batch: usize, io: &SeqIo, opts: &ScanOptions, ar: Option<&ArIo>) -> Result<FamilyPlan> {
-        if ar.is_some() && self.root_x {
-            bail!("autoregressive WARP with --root-input-x runs on the CPU path for now: pass --device cpu");
-        }
         if ar.is_some() && self.dims.output != self.dims.input && self.dims.output != 2 * self.dims.input {
             bail!("autoregressive WARP predicts its own inputs: {} outputs for {} inputs", self.dims.output, self.dims.input);
         }
@@ -238,9 +237,9 @@ impl Warp {
                     forward.push(ar_dispatch("ar_input", t, batch * (din + 1), ar)?);
                     forward.extend(gemm(ctx, (batch, d, din + 1), Mat::rows(&dx, t * batch * (din + 1), din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, (t + 1) * batch * d, d), false)?);
                     forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
-                    let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, t * batch, batch, false)?;
+                    let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, None, t * batch, batch, false)?;
                     forward.push(dec);
-                    keep.push(ub);
+                    keep.extend(ub);
                 }
             } else if parallel {
                 // powers[i-1] = A^(2^i) by squaring (A itself is read from the parameters)
@@ -268,9 +267,9 @@ impl Warp {
                 // dL/dŷ_t gets what its use as u_{t+1} passed back; then
                 // slot t = this step's decoding gradient + slot (t+1) · A
                 backward.push(ar_dispatch("ar_dy", t, batch * din, ar)?);
-                let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, t * batch, batch, true)?;
+                let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, Some(&gu), t * batch, batch, true)?;
                 backward.push(dec);
-                keep.push(ub);
+                keep.extend(ub);
                 if t + 1 < t_len {
                     backward.push(dispatch("scan_back", uni(t + 1, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
                 }
@@ -328,9 +327,11 @@ impl Warp {
     pub fn gpu_readout(&self, ctx: &GpuContext, t_len: usize, batch: usize, x: &wgpu::Buffer, states: &wgpu::Buffer, y: &wgpu::Buffer, dy: &wgpu::Buffer, d_states: &wgpu::Buffer) -> Result<ReadoutPlan> {
         let rows = t_len * batch;
         let scratch = self.root_scratch(ctx, rows)?;
-        let (forward, ub) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, 0, rows, false)?;
-        let (backward, ub2) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, 0, rows, true)?;
-        Ok(ReadoutPlan { forward: vec![forward], backward: vec![backward], _scratch: vec![scratch, ub, ub2] })
+        let (forward, ub) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, None, 0, rows, false)?;
+        let (backward, ub2) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, None, 0, rows, true)?;
+        let mut keep = vec![scratch];
+        keep.extend(ub.into_iter().chain(ub2));
+        Ok(ReadoutPlan { forward: vec![forward], backward: vec![backward], _scratch: keep })
     }
 
     /// Scratch rows of the root network (activations, and backwards dz/da)
@@ -348,7 +349,9 @@ impl Warp {
 
     /// The root network of rows `row0 .. row0 + nrows`: outputs into `y`, or
     /// (`backward`) every entry of their `d_states` rows from `dy`. `x` is
-    /// what the root reads besides τ (with `root_x`). Also its uniform, to keep.
+    /// what the root reads besides τ (with `root_x`); `dx`, where the
+    /// backward adds dL/dx (autoregressive with `root_x`: the fed inputs'
+    /// gradient). Also the buffers to keep.
     #[allow(clippy::too_many_arguments)]
     fn root_dispatch(
         &self,
@@ -361,14 +364,15 @@ impl Warp {
         dy: &wgpu::Buffer,
         d_states: &wgpu::Buffer,
         scratch: &wgpu::Buffer,
+        dx: Option<&wgpu::Buffer>,
         row0: usize,
         nrows: usize,
         backward: bool,
-    ) -> Result<(Dispatch, wgpu::Buffer)> {
+    ) -> Result<(Dispatch, Vec<wgpu::Buffer>)> {
         let (w, depth, o) = (self.dims.hidden, self.depth, self.dims.output);
         let scratch_w = self.root_scratch_width();
         use Binding::{Read, ReadWrite, Uniform};
-        let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite, Read];
+        let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite, Read, ReadWrite];
         let u = RootUniform {
             batch: batch as u32,
             t_len: t_len as u32,
@@ -382,13 +386,16 @@ impl Warp {
             root_x: self.root_x as u32,
             row0: row0 as u32,
             nrows: nrows as u32,
+            dx_out: (backward && self.root_x && dx.is_some()) as u32,
+            _p: [0; 3],
         };
         let ub = ops::uniform(ctx, &u);
         let groups = ops::grid(ctx, nrows, 64)?;
         let (entry, second, out) = if backward { ("decode_backward", dy, d_states) } else { ("decode", states, y) };
         let k = ctx.kernel(&shaders::WARP_ROOT, entry, &[], &bindings)?;
-        let bind = ops::bind(ctx, &k, &[&ub, states, second, out, scratch, x]);
-        Ok((Dispatch { kernel: k, bind, groups }, ub))
+        let unused = ops::storage(ctx, "warp.no_dx", 1)?;
+        let bind = ops::bind(ctx, &k, &[&ub, states, second, out, scratch, x, dx.unwrap_or(&unused)]);
+        Ok((Dispatch { kernel: k, bind, groups }, vec![ub, unused]))
     }
 }
 
