@@ -10,7 +10,9 @@ struct Root {
     batch: u32, t_len: u32, width: u32, depth: u32,
     out_w: u32, dd: u32, scratch_w: u32, act: u32,
     din: u32, root_x: u32, row0: u32, nrows: u32,
-    dx_out: u32, _p0: u32, _p1: u32, _p2: u32,
+    // phys: 0 none, 1 spring, 2 Lotka–Volterra (then out_w is the root's
+    // parameter count and y_w the state's width, 2); dt its step
+    dx_out: u32, phys: u32, y_w: u32, dt: f32,
 }
 
 @group(0) @binding(0) var<uniform> u: Root;
@@ -29,6 +31,20 @@ fn act(v: f32) -> f32 {
 
 fn act_grad(y: f32) -> f32 {
     return act_grad_of(u.act, y);
+}
+
+// WARP-Phys: the raw parameters root_forward left in row r's scratch, and
+// the state the step starts from (the row's input)
+fn raw_of(r: u32) -> vec4<f32> {
+    var raw = vec4<f32>(0.0);
+    let at = r * u.scratch_w + u.depth * u.width;
+    for (var k = 0u; k < u.out_w; k++) {
+        raw[k] = scratch[at + k];
+    }
+    return raw;
+}
+fn state_of(r: u32) -> vec2<f32> {
+    return vec2<f32>(xin[r * u.din], xin[r * u.din + 1u]);
 }
 
 fn x_width() -> u32 {
@@ -63,8 +79,9 @@ fn tau(t: u32) -> f32 {
 }
 
 // The hidden activations of row r into its scratch row; the outputs into
-// `out` when `write_y`.
-fn root_forward(r: u32, write_y: bool) {
+// `out` when `write_y`, into the scratch row after the activations when
+// `raw_out` (WARP-Phys: the raw parameters).
+fn root_forward(r: u32, write_y: bool, raw_out: bool) {
     let th = (r + u.batch) * u.dd;
     let sb = r * u.scratch_w;
     let tv = tau(r / u.batch);
@@ -89,6 +106,9 @@ fn root_forward(r: u32, write_y: bool) {
                 if (write_y) {
                     out[r * u.out_w + k] = z;
                 }
+                if (raw_out) {
+                    scratch[sb + u.depth * u.width + k] = z;
+                }
             } else {
                 scratch[sb + l * u.width + k] = act(z);
             }
@@ -103,7 +123,15 @@ fn decode(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     if (i >= u.nrows) {
         return;
     }
-    root_forward(u.row0 + i, true);
+    let r = u.row0 + i;
+    if (u.phys == 0u) {
+        root_forward(r, true, false);
+        return;
+    }
+    root_forward(r, false, true);
+    let y = phys_step(u.phys, raw_of(r), state_of(r), u.dt);
+    out[r * u.y_w] = y.x;
+    out[r * u.y_w + 1u] = y.y;
 }
 
 // dL/dθ of row r (out = d_states, every entry written) from dL/dy
@@ -115,7 +143,7 @@ fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         return;
     }
     let r = u.row0 + i;
-    root_forward(r, false);
+    root_forward(r, false, u.phys != 0u);
     let th = (r + u.batch) * u.dd;
     let g = r * u.dd;
     let sb = r * u.scratch_w;
@@ -123,8 +151,22 @@ fn decode_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     let dz = sb + u.depth * u.width;
     let da = dz + m;
     let tv = tau(r / u.batch);
-    for (var k = 0u; k < u.out_w; k++) {
-        scratch[dz + k] = dy[r * u.out_w + k];
+    if (u.phys == 0u) {
+        for (var k = 0u; k < u.out_w; k++) {
+            scratch[dz + k] = dy[r * u.y_w + k];
+        }
+    } else {
+        // through the integration step: dL/d(raw) seeds the root's backward,
+        // dL/d(state) joins the fed inputs' gradient
+        let pg = phys_step_backward(u.phys, raw_of(r), state_of(r), vec2<f32>(dy[r * u.y_w], dy[r * u.y_w + 1u]), u.dt);
+        var d_raw = pg.d_raw;
+        for (var k = 0u; k < u.out_w; k++) {
+            scratch[dz + k] = d_raw[k];
+        }
+        if (u.dx_out != 0u) {
+            dxin[r * u.din] += pg.ds.x;
+            dxin[r * u.din + 1u] += pg.ds.y;
+        }
     }
     for (var li = i32(u.depth); li >= 0; li--) {
         let l = u32(li);

@@ -281,28 +281,34 @@ fn parallel_scan_trains_like_the_step_scan() {
 }
 
 /// Fed-back training on the GPU: the same seeded msd run with teacher
-/// forcing 0.5 ends at the same test error on the GPU as on the CPU.
+/// forcing 0.5, black box and WARP-Phys, ends at the same test error on the
+/// GPU as on the CPU.
 #[test]
 fn fed_back_training_on_the_gpu_matches_the_cpu() {
     let Some(ctx) = longmem::gpu::testing::test_context("fed_back_training_on_the_gpu_matches_the_cpu") else { return };
     let dir = tmp("fed-gpu");
     let adapter = ctx.index.to_string();
-    let mut mse = Vec::new();
-    for device in ["cpu", "gpu"] {
-        let out = dir.join(device);
-        let o = out.to_str().unwrap();
-        let mut args = vec![
-            "train", "--task", "msd", "--model", "warp", "--theta0", "hyper", "--hidden", "6", "--lookback", "12", "--horizon", "12", "--steps", "30",
-            "--batch", "8", "--lr", "1e-3", "--seed", "5", "--forecast-mode", "feedback", "--forcing", "0.5", "--device", device, "--quiet", "--out", o,
-        ];
-        if device == "gpu" {
-            args.extend(["--adapter", &adapter]);
+    for phys in [false, true] {
+        let mut mse = Vec::new();
+        for device in ["cpu", "gpu"] {
+            let out = dir.join(format!("{device}-{phys}"));
+            let o = out.to_str().unwrap();
+            let mut args = vec![
+                "train", "--task", "msd", "--model", "warp", "--theta0", "hyper", "--hidden", "6", "--lookback", "12", "--horizon", "12", "--steps", "30",
+                "--batch", "8", "--lr", "1e-3", "--seed", "5", "--forecast-mode", "feedback", "--forcing", "0.5", "--device", device, "--quiet", "--out", o,
+            ];
+            if device == "gpu" {
+                args.extend(["--adapter", &adapter]);
+            }
+            if phys {
+                args.push("--warp-phys");
+            }
+            ok(&longmem(&args));
+            let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", o, "--json"]))).unwrap();
+            mse.push(r["mse"].as_f64().unwrap());
         }
-        ok(&longmem(&args));
-        let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", o, "--json"]))).unwrap();
-        mse.push(r["mse"].as_f64().unwrap());
+        eprintln!("fed-back test MSE (phys {phys}): cpu {} gpu {}", mse[0], mse[1]);
+        assert!(mse[0].is_finite() && ((mse[0] - mse[1]) / mse[0]).abs() < 1e-3, "phys {phys}: CPU test MSE {} vs GPU {}", mse[0], mse[1]);
     }
-    eprintln!("fed-back test MSE: cpu {} gpu {}", mse[0], mse[1]);
-    assert!(mse[0].is_finite() && ((mse[0] - mse[1]) / mse[0]).abs() < 1e-3, "CPU test MSE {} vs GPU {}", mse[0], mse[1]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -187,6 +187,30 @@ fn gpu_matches_cpu_root_reading_fed_back_inputs() {
     assert_grads_close("root_x fed", &model, &g_gpu, &g_cpu, &grads_f64(&model, &params, &bt));
 }
 
+/// WARP-Phys on the GPU (fed-back states through the integration step):
+/// states, outputs and every gradient against the CPU, both systems.
+#[test]
+fn gpu_matches_cpu_warp_phys() {
+    let Some(ctx) = test_context("warp") else { return };
+    let mut rng = Rng::seed(fresh_seed("warp"));
+    for sys in [System::Msd, System::Lotka] {
+        let model = build_phys(2, 5, 1, 2, RootAct::Tanh, Theta0::Hyper, Some(sys));
+        let params = perturbed(&model, &mut rng, 0.3 / (model.state_width() as f64).sqrt(), 0.05);
+        let mut gpu = GpuBackend::new(ctx.clone(), model.clone(), &params, ScanOptions::default()).unwrap();
+        let mut cpu = CpuBackend::new(model.clone(), params.clone()).unwrap();
+        let mut bt = batch(7, 3, 2, 2, &mut rng);
+        bt.feedback = Some((0..21).map(|r| if r >= 3 && rng.uniform() < 0.5 { 1.0 } else { 0.0 }).collect());
+        let label = format!("phys {sys:?}");
+        let (l_gpu, y_gpu) = gpu.evaluate(&bt).unwrap();
+        let (l_cpu, y_cpu) = cpu.evaluate(&bt).unwrap();
+        assert!(rel_err(&y_gpu, &y_cpu) < 1e-5, "{label}: decoded outputs rel err {}", rel_err(&y_gpu, &y_cpu));
+        assert_value_close(&format!("{label}: loss"), l_gpu as f64, l_cpu as f64, loss_f64(&model, &params, &bt), 1e-5);
+        let (_, g_gpu) = gpu.gradients(&bt).unwrap();
+        let (_, g_cpu) = cpu.gradients(&bt).unwrap();
+        assert_grads_close(&label, &model, &g_gpu, &g_cpu, &grads_f64(&model, &params, &bt));
+    }
+}
+
 #[test]
 fn warp_phys_gradients_match_finite_differences() {
     for sys in [System::Msd, System::Lotka] {

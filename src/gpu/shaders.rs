@@ -57,7 +57,7 @@ pub const LYAPUNOV: ShaderSrc = ShaderSrc { name: "lyapunov", src: include_str!(
 pub const FLOSS: ShaderSrc = ShaderSrc { name: "floss", src: include_str!("../../shaders/floss.wgsl"), defaults: &[("WG", 256)] };
 const URNN_DEFAULTS: &[(&str, u32)] = &[("WG", 64), ("USE_WG", 1), ("WSC", 1152)];
 /// Files that are no kernel of their own but the front part of others.
-pub const PARTS: &[&str] = &["urnn_common", "warp_act"];
+pub const PARTS: &[&str] = &["urnn_common", "warp_act", "warp_phys"];
 pub const URNN: ShaderSrc =
     ShaderSrc { name: "urnn", src: concat!(include_str!("../../shaders/urnn_common.wgsl"), include_str!("../../shaders/urnn.wgsl")), defaults: URNN_DEFAULTS };
 pub const URNN_BACKWARD: ShaderSrc = ShaderSrc {
@@ -69,7 +69,7 @@ pub const URNN_BACKWARD: ShaderSrc = ShaderSrc {
 pub const WARP: ShaderSrc = ShaderSrc { name: "warp", src: concat!(include_str!("../../shaders/warp_act.wgsl"), include_str!("../../shaders/warp.wgsl")), defaults: &[] };
 pub const WARP_AR: ShaderSrc = ShaderSrc { name: "warp_ar", src: include_str!("../../shaders/warp_ar.wgsl"), defaults: &[] };
 pub const WARP_ROOT: ShaderSrc =
-    ShaderSrc { name: "warp_root", src: concat!(include_str!("../../shaders/warp_act.wgsl"), include_str!("../../shaders/warp_root.wgsl")), defaults: &[] };
+    ShaderSrc { name: "warp_root", src: concat!(include_str!("../../shaders/warp_act.wgsl"), include_str!("../../shaders/warp_phys.wgsl"), include_str!("../../shaders/warp_root.wgsl")), defaults: &[] };
 
 /// Every shader, for validation: a new kernel file must be listed here.
 pub const ALL: &[ShaderSrc] = &[GEMM, REDUCE, LOSS, OPTIM, RNN_FORWARD, RNN_BACKWARD, LSTM, LSTM_BACKWARD, GRU, GRU_BACKWARD, SCRN, SCRN_BACKWARD, EMBED, EMBED_GRAD, LYAPUNOV, FLOSS, URNN, URNN_BACKWARD, WARP, WARP_ROOT, WARP_AR];

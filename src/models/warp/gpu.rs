@@ -44,7 +44,9 @@ struct RootUniform {
     row0: u32,
     nrows: u32,
     dx_out: u32,
-    _p: [u32; 3],
+    phys: u32,
+    y_w: u32,
+    dt: f32,
 }
 
 #[repr(C)]
@@ -152,8 +154,8 @@ impl Warp {
         if io.tokens.is_some() {
             bail!("WARP on the GPU takes dense inputs, not token ids");
         }
-        if self.phys.is_some() {
-            bail!("WARP-Phys (--warp-phys) runs on the CPU path for now: pass --device cpu");
+        if self.phys.is_some() && ar.is_none() {
+            bail!("WARP-Phys decodes through an integration step from each row's input: it trains with --forecast-mode feedback");
         }
         let (d, din) = (self.root.size, self.dims.input);
         let rows = t_len * batch;
@@ -340,8 +342,13 @@ impl Warp {
         ops::storage(ctx, "warp.root_scratch", rows.max(1) * self.root_scratch_width())
     }
 
+    /// The root's output width: the model's outputs, or WARP-Phys's raw parameters.
+    fn root_out(&self) -> usize {
+        self.root.layers.last().expect("a layer").out
+    }
+
     fn root_scratch_width(&self) -> usize {
-        let (w, o) = (self.dims.hidden, self.dims.output);
+        let (w, o) = (self.dims.hidden, self.root_out());
         // dz/da of layer 0 are 1 + d wide when the root reads x
         let in0 = 1 + if self.root_x { self.dims.input } else { 0 };
         self.depth * w + 2 * w.max(o).max(in0)
@@ -369,7 +376,7 @@ impl Warp {
         nrows: usize,
         backward: bool,
     ) -> Result<(Dispatch, Vec<wgpu::Buffer>)> {
-        let (w, depth, o) = (self.dims.hidden, self.depth, self.dims.output);
+        let (w, depth, o) = (self.dims.hidden, self.depth, self.root_out());
         let scratch_w = self.root_scratch_width();
         use Binding::{Read, ReadWrite, Uniform};
         let bindings = [Uniform, Read, Read, ReadWrite, ReadWrite, Read, ReadWrite];
@@ -386,8 +393,14 @@ impl Warp {
             root_x: self.root_x as u32,
             row0: row0 as u32,
             nrows: nrows as u32,
-            dx_out: (backward && self.root_x && dx.is_some()) as u32,
-            _p: [0; 3],
+            dx_out: (backward && (self.root_x || self.phys.is_some()) && dx.is_some()) as u32,
+            phys: match self.phys {
+                None => 0,
+                Some(crate::tasks::dynamics::System::Msd) => 1,
+                Some(crate::tasks::dynamics::System::Lotka) => 2,
+            },
+            y_w: self.dims.output as u32,
+            dt: crate::tasks::dynamics::DT as f32,
         };
         let ub = ops::uniform(ctx, &u);
         let groups = ops::grid(ctx, nrows, 64)?;
