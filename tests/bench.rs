@@ -215,3 +215,25 @@ fn oversized_case_is_skipped_with_the_reason() {
     assert!(report::markdown(&rep).contains("| skipped |"));
     assert!(report::compare(&[rep.clone(), rep]).contains("| skipped |"));
 }
+
+/// `--scan parallel` benches WARP's doubling scan and says so in the report.
+#[test]
+fn warp_parallel_scan_benches_and_is_recorded() {
+    let Some(ctx) = test_context("warp_parallel_scan_benches_and_is_recorded") else { return };
+    let dir = tmp("parallel");
+    let out = dir.join("run");
+    let a = format!("{}", ctx.index);
+    let args = [
+        "bench", "--device", "gpu", "--adapter", &a, "--models", "warp", "--hidden", "4", "--batch", "2", "--seq-len", "9", "--modes", "forward,train", "--reps",
+        "1", "--no-ceilings", "--scan", "parallel", "--out", out.to_str().unwrap(),
+    ];
+    let o = longmem(&args);
+    assert!(o.status.success(), "{}", describe(&args, &o));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(r["scan"], "parallel");
+    let cases = r["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert!(cases.iter().all(|c| c["status"] == "ok" && c["tokens_per_s"].as_f64().unwrap() > 0.0), "{cases:?}");
+    assert!(std::fs::read_to_string(out.join("bench.md")).unwrap().contains("GPU scan parallel"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
