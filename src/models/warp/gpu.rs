@@ -232,16 +232,19 @@ impl Warp {
                 // slots 1..=T = Δ · Bᵀ, then each step adds A θ_t
                 forward.extend(gemm(ctx, (rows, d, din + 1), Mat::rows(&dx, 0, din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, batch * d, d), false)?);
             }
-            if let Some(ar) = ar {
+            if !parallel {
+                // both step scans read Aᵀ
                 forward.push(dispatch("transpose", uni(0, a_off, 0), io.params, io.params, &a_t, d * d)?);
+            }
+            if let Some(ar) = ar {
                 for t in 0..t_len {
                     // u_t and Δ_t, slot t+1 = Δ_t Bᵀ + A θ_t, then this step's outputs
                     forward.push(ar_dispatch("ar_input", t, batch * (din + 1), ar)?);
                     forward.extend(gemm(ctx, (batch, d, din + 1), Mat::rows(&dx, t * batch * (din + 1), din + 1), Mat::transposed(io.params, b_off, din + 1), None, Mat::rows(io.states, (t + 1) * batch * d, d), false)?);
                     forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
-                    let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, None, t * batch, batch, false)?;
+                    let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, &gu, false, t * batch, batch, false)?;
                     forward.push(dec);
-                    keep.extend(ub);
+                    keep.push(ub);
                 }
             } else if parallel {
                 // powers[i-1] = A^(2^i) by squaring (A itself is read from the parameters)
@@ -255,7 +258,6 @@ impl Warp {
                     gemm(ctx, ((t_len + 1 - k) * batch, d, d), Mat::rows(src, 0, d), power(i, true), None, Mat::rows(dst, k * batch * d, d), true)
                 })?);
             } else {
-                forward.push(dispatch("transpose", uni(0, a_off, 0), io.params, io.params, &a_t, d * d)?);
                 for t in 0..t_len {
                     forward.push(dispatch("scan_step", uni(t, 0, 0), &a_t, &a_t, io.states, batch * d)?);
                 }
@@ -269,9 +271,9 @@ impl Warp {
                 // dL/dŷ_t gets what its use as u_{t+1} passed back; then
                 // slot t = this step's decoding gradient + slot (t+1) · A
                 backward.push(ar_dispatch("ar_dy", t, batch * din, ar)?);
-                let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, Some(&gu), t * batch, batch, true)?;
+                let (dec, ub) = self.root_dispatch(ctx, t_len, batch, &inputs, io.states, ar.y, ar.dy, io.d_states, &root_scratch, &gu, true, t * batch, batch, true)?;
                 backward.push(dec);
-                keep.extend(ub);
+                keep.push(ub);
                 if t + 1 < t_len {
                     backward.push(dispatch("scan_back", uni(t + 1, a_off, 0), io.params, io.params, io.d_states, batch * d)?);
                 }
@@ -329,11 +331,11 @@ impl Warp {
     pub fn gpu_readout(&self, ctx: &GpuContext, t_len: usize, batch: usize, x: &wgpu::Buffer, states: &wgpu::Buffer, y: &wgpu::Buffer, dy: &wgpu::Buffer, d_states: &wgpu::Buffer) -> Result<ReadoutPlan> {
         let rows = t_len * batch;
         let scratch = self.root_scratch(ctx, rows)?;
-        let (forward, ub) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, None, 0, rows, false)?;
-        let (backward, ub2) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, None, 0, rows, true)?;
-        let mut keep = vec![scratch];
-        keep.extend(ub.into_iter().chain(ub2));
-        Ok(ReadoutPlan { forward: vec![forward], backward: vec![backward], _scratch: keep })
+        // nothing takes dL/dx here: a one-float stand-in for the binding
+        let no_dx = ops::storage(ctx, "warp.no_dx", 1)?;
+        let (forward, ub) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, &no_dx, false, 0, rows, false)?;
+        let (backward, ub2) = self.root_dispatch(ctx, t_len, batch, x, states, y, dy, d_states, &scratch, &no_dx, false, 0, rows, true)?;
+        Ok(ReadoutPlan { forward: vec![forward], backward: vec![backward], _scratch: vec![scratch, no_dx, ub, ub2] })
     }
 
     /// Scratch rows of the root network (activations, and backwards dz/da)
@@ -357,8 +359,8 @@ impl Warp {
     /// The root network of rows `row0 .. row0 + nrows`: outputs into `y`, or
     /// (`backward`) every entry of their `d_states` rows from `dy`. `x` is
     /// what the root reads besides τ (with `root_x`); `dx`, where the
-    /// backward adds dL/dx (autoregressive with `root_x`: the fed inputs'
-    /// gradient). Also the buffers to keep.
+    /// backward adds dL/dx when `write_dx` (autoregressive, with `root_x` or
+    /// WARP-Phys: the fed inputs' gradient). Also its uniform, to keep.
     #[allow(clippy::too_many_arguments)]
     fn root_dispatch(
         &self,
@@ -371,11 +373,12 @@ impl Warp {
         dy: &wgpu::Buffer,
         d_states: &wgpu::Buffer,
         scratch: &wgpu::Buffer,
-        dx: Option<&wgpu::Buffer>,
+        dx: &wgpu::Buffer,
+        write_dx: bool,
         row0: usize,
         nrows: usize,
         backward: bool,
-    ) -> Result<(Dispatch, Vec<wgpu::Buffer>)> {
+    ) -> Result<(Dispatch, wgpu::Buffer)> {
         let (w, depth, o) = (self.dims.hidden, self.depth, self.root_out());
         let scratch_w = self.root_scratch_width();
         use Binding::{Read, ReadWrite, Uniform};
@@ -393,7 +396,7 @@ impl Warp {
             root_x: self.root_x as u32,
             row0: row0 as u32,
             nrows: nrows as u32,
-            dx_out: (backward && (self.root_x || self.phys.is_some()) && dx.is_some()) as u32,
+            dx_out: (backward && (self.root_x || self.phys.is_some()) && write_dx) as u32,
             phys: match self.phys {
                 None => 0,
                 Some(crate::tasks::dynamics::System::Msd) => 1,
@@ -406,9 +409,8 @@ impl Warp {
         let groups = ops::grid(ctx, nrows, 64)?;
         let (entry, second, out) = if backward { ("decode_backward", dy, d_states) } else { ("decode", states, y) };
         let k = ctx.kernel(&shaders::WARP_ROOT, entry, &[], &bindings)?;
-        let unused = ops::storage(ctx, "warp.no_dx", 1)?;
-        let bind = ops::bind(ctx, &k, &[&ub, states, second, out, scratch, x, dx.unwrap_or(&unused)]);
-        Ok((Dispatch { kernel: k, bind, groups }, vec![ub, unused]))
+        let bind = ops::bind(ctx, &k, &[&ub, states, second, out, scratch, x, dx]);
+        Ok((Dispatch { kernel: k, bind, groups }, ub))
     }
 }
 
