@@ -165,6 +165,22 @@ fn char_level_run_resumes_after_its_last_epoch() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Each family starts from its own PTB recipe (the README's table was run
+/// with these); flags given on the command line override them (tests/cli.rs).
+#[test]
+fn language_model_defaults_depend_on_the_model() {
+    let recipe = |model| {
+        let mut c = TrainConfig { model, ..Default::default() };
+        c.apply_lm_defaults();
+        assert_eq!((c.clip, c.batch, c.hidden), (5.0, 32, 100));
+        (c.lr, c.bptt, c.gain)
+    };
+    assert_eq!(recipe(ModelKind::Rnn), (0.3, 10, 0.5));
+    assert_eq!(recipe(ModelKind::Scrn), (1.0, 10, 1.0));
+    assert_eq!(recipe(ModelKind::Lstm), (1.0, 20, 1.0));
+    assert_eq!(recipe(ModelKind::Gru), (1.0, 20, 1.0));
+}
+
 #[test]
 fn language_model_settings_are_checked() {
     let c = TrainConfig { data: None, ..ptb_config() };
