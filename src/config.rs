@@ -388,15 +388,12 @@ impl TrainConfig {
     /// diverges). The README lists the probes behind these figures.
     pub fn apply_lm_defaults(&mut self) {
         self.optimizer = OptimKind::Sgd;
-        (self.lr, self.bptt) = match self.model {
-            ModelKind::Lstm | ModelKind::Gru => (1.0, 20),
-            ModelKind::Rnn => (0.3, 10),
-            ModelKind::Scrn => (1.0, 10),
-            _ => (0.1, 35),
+        (self.lr, self.bptt, self.gain) = match self.model {
+            ModelKind::Lstm | ModelKind::Gru => (1.0, 20, self.gain),
+            ModelKind::Rnn => (0.3, 10, 0.5),
+            ModelKind::Scrn => (1.0, 10, self.gain),
+            _ => (0.1, 35, self.gain),
         };
-        if self.model == ModelKind::Rnn {
-            self.gain = 0.5;
-        }
         self.clip = 5.0;
         self.batch = 32;
         self.hidden = 100;
