@@ -147,7 +147,11 @@ fn more_than_64_exponents_take_several_qr_dispatches() {
     let Some(ctx) = test_context("k_over_64") else { return };
     let seed = fresh_seed("k_over_64");
     let m = model(ModelKind::Rnn, 70);
-    let p = params(&m, InitKind::Gaussian, 0.9, seed);
+    // an orthogonal W: f32 CGS2 loses about eps·cond(J) of each trailing R
+    // diagonal, and a Gaussian W at N = 70 now and then has σ_min near 0
+    // (one draw in ~40 put λ63 1e-2 off); this test is about the dispatch
+    // split, so it keeps J well conditioned
+    let p = params(&m, InitKind::Orthogonal, 0.9, seed);
     let cfg = LyapunovConfig { k: 66, transient: 5, tangent_transient: 5, steps: 20, trajectories: 1, input: LyapInput::Noise, seed, ..Default::default() };
     let (g, c) = both(&ctx, &m, &p, &cfg);
     assert_close(&g, &c, "k = 66");
