@@ -4,7 +4,8 @@
 //! final accuracy and success rate per delay) and sweep.svg.
 //!
 //! `cargo run --release --example floss_sweep -- [OUT_DIR] [--delays 10,20,30] [--seeds 3]
-//!  [--hidden 32] [--seq-len 60] [--steps 1500] [--device cpu]`
+//!  [--hidden 32] [--seq-len 60] [--steps 1500] [--floss-before 200] [--floss-k 16] [--floss-len 30]
+//!  [--lr 1e-3] [--clip 1] [--weight-decay 0] [--input-scale 1] [--device cpu]`
 //! The defaults are a small CPU-sized version of the paper's setup (tanh RNN
 //! N = 80, T = 300, batch 16, 500 flossing steps with k = 75); pass
 //! `--hidden 80 --seq-len 300 --floss-k 75 --floss-before 500` for that one.
@@ -27,6 +28,11 @@ struct Opts {
     steps: u64,
     floss_before: u64,
     floss_k: usize,
+    floss_len: usize,
+    lr: f64,
+    clip: f64,
+    weight_decay: f64,
+    input_scale: f64,
     device: String,
 }
 
@@ -40,6 +46,11 @@ fn parse() -> Result<Opts> {
         steps: 1500,
         floss_before: 200,
         floss_k: 16,
+        floss_len: 30,
+        lr: 1e-3,
+        clip: 1.0,
+        weight_decay: 0.0,
+        input_scale: 1.0,
         device: "cpu".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,6 +65,11 @@ fn parse() -> Result<Opts> {
             "--steps" => o.steps = val(i)?.parse()?,
             "--floss-before" => o.floss_before = val(i)?.parse()?,
             "--floss-k" => o.floss_k = val(i)?.parse()?,
+            "--floss-len" => o.floss_len = val(i)?.parse()?,
+            "--lr" => o.lr = val(i)?.parse()?,
+            "--clip" => o.clip = val(i)?.parse()?,
+            "--weight-decay" => o.weight_decay = val(i)?.parse()?,
+            "--input-scale" => o.input_scale = val(i)?.parse()?,
             "--device" => o.device = val(i)?,
             s if !s.starts_with("--") => {
                 o.out = PathBuf::from(s);
@@ -84,14 +100,16 @@ fn main() -> Result<()> {
                     hidden: o.hidden,
                     batch: 16,
                     steps: o.steps,
-                    lr: 1e-3,
-                    clip: 1.0,
+                    lr: o.lr,
+                    clip: o.clip,
+                    weight_decay: o.weight_decay,
+                    input_scale: o.input_scale,
                     log_every: 100,
                     checkpoint_every: o.steps,
                     seed,
                     device: o.device.clone(),
                     floss_k: o.floss_k,
-                    floss_len: 30,
+                    floss_len: o.floss_len,
                     ..Default::default()
                 };
                 if mi >= 1 {
@@ -114,7 +132,7 @@ fn main() -> Result<()> {
         }
     }
     let mut md = String::new();
-    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, Adam 1e-3, clip 1; flossing k = {}, Tp = 30, {} updates before training; bursts of {} before steps {} and {}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.floss_k, o.floss_before, o.floss_before / 4, o.steps / 5, 2 * o.steps / 5, o.seeds)?;
+    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, input weights × {}, Adam lr {}, weight decay {}, clip {}; flossing k = {}, Tp = {}, {} updates before training; bursts of {} before steps {} and {}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.input_scale, o.lr, o.weight_decay, o.clip, o.floss_k, o.floss_len, o.floss_before, o.floss_before / 4, o.steps / 5, 2 * o.steps / 5, o.seeds)?;
     writeln!(md, "| delay | {} |", MODES.iter().map(|m| format!("{m}: accuracy (success)")).collect::<Vec<_>>().join(" | "))?;
     writeln!(md, "|---|{}", "---|".repeat(MODES.len()))?;
     for (di, d) in o.delays.iter().enumerate() {

@@ -32,6 +32,9 @@ pub struct TrainConfig {
     pub init: InitKind,
     pub gain: f64,
     pub init_scale: f64,
+    /// multiplies the initial input weights w_in (after init_scale): a weak
+    /// input drive keeps a tanh network near its linear, slowly forgetting regime
+    pub input_scale: f64,
     pub optimizer: OptimKind,
     pub lr: f64,
     pub momentum: f64,
@@ -83,6 +86,10 @@ pub struct TrainConfig {
     pub floss_transient: usize,
     /// trajectories per flossing update (0 = the training batch)
     pub floss_trajectories: usize,
+    /// flossing updates keep their own optimizer moments and step count
+    /// (as the reference code's second AdamW does) instead of sharing the
+    /// training optimizer's
+    pub floss_separate_optimizer: bool,
     // --- model options
     /// LSTM: initial forget-gate bias
     pub forget_bias: f64,
@@ -163,6 +170,7 @@ impl Default for TrainConfig {
             init: InitKind::Gaussian,
             gain: 1.0,
             init_scale: 1.0,
+            input_scale: 1.0,
             optimizer: OptimKind::Adam,
             lr: 3e-3,
             momentum: 0.0,
@@ -220,6 +228,7 @@ impl Default for TrainConfig {
             floss_len: 55,
             floss_transient: 10,
             floss_trajectories: 0,
+            floss_separate_optimizer: false,
         }
     }
 }
@@ -288,6 +297,12 @@ impl TrainConfig {
         }
         if !(self.gain.is_finite() && self.init_scale.is_finite()) || self.init_scale <= 0.0 {
             bail!("--gain must be finite and --init-scale positive");
+        }
+        if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
+            bail!("--input-scale must be a finite number > 0, got {}", self.input_scale);
+        }
+        if self.input_scale != 1.0 && self.model == ModelKind::Warp {
+            bail!("--input-scale scales w_in, which WARP does not have");
         }
         if let Schedule::Step { every, factor } = self.schedule {
             if every == 0 || !(factor > 0.0 && factor.is_finite()) {
@@ -385,13 +400,15 @@ impl TrainConfig {
     /// tanh SRN and the sigmoid SCRN learn fastest on short segments (BPTT
     /// 10: more updates per epoch); on PTB the SRN diverges at lr 0.5 and
     /// does best at gain 0.5 and lr 0.3, the SCRN takes lr 1 (lr 2
-    /// diverges). The README lists the probes behind these figures.
+    /// diverges), the sigmoid SRN does best at lr 2 (of 1, 2, 4). The
+    /// README lists the probes behind these figures.
     pub fn apply_lm_defaults(&mut self) {
         self.optimizer = OptimKind::Sgd;
         (self.lr, self.bptt, self.gain) = match self.model {
             ModelKind::Lstm | ModelKind::Gru => (1.0, 20, self.gain),
             ModelKind::Rnn => (0.3, 10, 0.5),
             ModelKind::Scrn => (1.0, 10, self.gain),
+            ModelKind::Srn => (2.0, 10, self.gain),
             _ => (0.1, 35, self.gain),
         };
         self.clip = 5.0;
@@ -551,6 +568,19 @@ impl TrainConfig {
 
     pub fn init_config(&self) -> InitConfig {
         InitConfig { kind: self.init, gain: self.gain, scale: self.init_scale }
+    }
+
+    /// A fresh model's parameters: the family's init, then w_in times `input_scale`.
+    pub fn initial_params(&self, model: &crate::models::Model, rng: &mut crate::rng::Rng) -> Vec<f32> {
+        let mut p = model.init(&self.init_config(), rng);
+        self.scale_input_weights(model, &mut p);
+        p
+    }
+
+    pub fn scale_input_weights(&self, model: &crate::models::Model, p: &mut [f32]) {
+        if let Ok(w) = model.layout().get("w_in") {
+            p[w.range()].iter_mut().for_each(|v| *v *= self.input_scale as f32);
+        }
     }
 
     pub fn scan_options(&self) -> ScanOptions {

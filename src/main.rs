@@ -212,8 +212,9 @@ fn lyapunov(a: LyapArgs) -> Result<()> {
     };
     lcfg.validate(n)?;
     let mut engine = a.dev.resolve()?;
-    if !matches!(model, longmem::models::Model::Rnn(_)) && matches!(engine, longmem::device::Engine::Gpu(_)) {
-        eprintln!("the GPU spectrum covers the Elman family (rnn, linear); computing the {} spectrum on the CPU", model.kind().name());
+    let on_gpu = matches!(model.kind(), longmem::models::ModelKind::Rnn | longmem::models::ModelKind::Linear);
+    if !on_gpu && matches!(engine, longmem::device::Engine::Gpu(_)) {
+        eprintln!("the GPU spectrum covers the tanh and linear RNN; computing the {} spectrum on the CPU", model.kind().name());
         engine = longmem::device::Engine::Cpu;
     }
     if !a.json {

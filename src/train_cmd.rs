@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// scale every initial weight (small-weight starts)
     #[arg(long)]
     init_scale: Option<f64>,
+    /// multiply the initial input weights w_in (weak input drive)
+    #[arg(long)]
+    input_scale: Option<f64>,
     /// auto | gpu | cpu
     #[arg(long)]
     device: Option<String>,
@@ -130,6 +133,10 @@ pub struct TrainArgs {
     /// gradient flossing: trajectory length Tp
     #[arg(long, value_name = "TP")]
     floss_len: Option<usize>,
+    /// gradient flossing: shared (the training optimizer's moments) or
+    /// separate (its own moments and step count)
+    #[arg(long, value_name = "shared|separate")]
+    floss_optimizer: Option<String>,
     /// lstm: initial forget-gate bias
     #[arg(long)]
     forget_bias: Option<f64>,
@@ -256,6 +263,7 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(seed);
     set!(gain);
     set!(init_scale);
+    set!(input_scale);
     set!(device);
     set!(log_every);
     set!(checkpoint_every);
@@ -273,6 +281,13 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(floss_weight);
     set!(floss_k);
     set!(floss_len);
+    if let Some(v) = &a.floss_optimizer {
+        c.floss_separate_optimizer = match v.as_str() {
+            "shared" => false,
+            "separate" => true,
+            _ => anyhow::bail!("--floss-optimizer must be shared or separate, got '{v}'"),
+        };
+    }
     set!(forget_bias);
     set!(context);
     set!(alpha);

@@ -49,7 +49,7 @@ fn check(kind: ModelKind, hidden: usize, batch: usize, t: usize, seed: u64) {
 #[test]
 fn fast_cpu_path_matches_the_reference() {
     let seed = fresh_seed("fast_cpu_path_matches_the_reference");
-    for kind in [ModelKind::Rnn, ModelKind::Linear, ModelKind::Lstm, ModelKind::Gru] {
+    for kind in [ModelKind::Rnn, ModelKind::Srn, ModelKind::Linear, ModelKind::Lstm, ModelKind::Gru] {
         // one row; tails of 4-row and 16-column blocks; two thread chunks (≥ 16 rows)
         for &(h, b, t) in &[(1, 1, 1), (5, 3, 4), (16, 4, 6), (24, 17, 5), (32, 40, 3)] {
             check(kind, h, b, t, seed);

@@ -130,6 +130,11 @@ fn floss_gradient_of_tanh_rnn_matches_finite_differences() {
 }
 
 #[test]
+fn floss_gradient_of_sigmoid_srn_matches_finite_differences() {
+    gradcheck(ModelKind::Srn);
+}
+
+#[test]
 fn floss_gradient_of_linear_rnn_matches_finite_differences() {
     gradcheck(ModelKind::Linear);
 }

@@ -8,7 +8,9 @@ use longmem::device::Engine;
 use longmem::gpu::testing::test_context;
 use longmem::tasks::TaskKind;
 use longmem::train::metrics::{self, MetricsLine};
-use longmem::train::run::{train_on, RunOptions, FLOSS_PLOT, METRICS_FILE};
+use longmem::train::checkpoint::Checkpoint;
+use longmem::train::optim::OptimKind;
+use longmem::train::run::{build_model, train_on, RunOptions, CHECKPOINT_FILE, FLOSS_PLOT, METRICS_FILE};
 use std::path::PathBuf;
 
 fn tmp(name: &str) -> PathBuf {
@@ -107,6 +109,58 @@ fn resume_is_exact_through_flossing_bursts() {
     assert_eq!(floss, vec![4, 7, 10, 13, 16], "{whole:?}");
     let _ = std::fs::remove_dir_all(&da);
     let _ = std::fs::remove_dir_all(&db);
+}
+
+#[test]
+fn separate_flossing_optimizer_resumes_exactly() {
+    let mut cfg = small_flossing();
+    cfg.floss_separate_optimizer = true;
+    let (da, db, dc) = (tmp("sep-whole"), tmp("sep-resumed"), tmp("sep-shared"));
+    let whole = run(&cfg, &Engine::Cpu, &da, false);
+    let mut first = cfg.clone();
+    first.steps = 20;
+    run(&first, &Engine::Cpu, &db, false);
+    let resumed = run(&cfg, &Engine::Cpu, &db, true);
+    let key = |v: &[MetricsLine]| v.iter().map(|l| (l.step, l.phase.clone(), l.loss, l.floss_updates)).collect::<Vec<_>>();
+    assert_eq!(key(&whole), key(&resumed));
+    // the checkpoint carries the flossing moments, and they are not the training ones
+    let model = build_model(&cfg).unwrap().1;
+    let ck = Checkpoint::load(&model, &da.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(ck.floss_m.len(), ck.optim_m.len());
+    assert_ne!(ck.floss_m, ck.optim_m);
+    // and sharing one optimizer trains differently
+    cfg.floss_separate_optimizer = false;
+    let shared = run(&cfg, &Engine::Cpu, &dc, false);
+    assert_ne!(key(&whole), key(&shared));
+    assert!(Checkpoint::load(&model, &dc.join(CHECKPOINT_FILE)).unwrap().floss_m.is_empty());
+    for d in [da, db, dc] {
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+/// After flossing before training with its own optimizer, the training
+/// optimizer starts from zero moments: one Adam step from zero leaves
+/// m = (1 − β1) g and v = (1 − β2) g², so m²/v = (1 − β1)²/(1 − β2) = 10
+/// wherever g ≠ 0. A shared optimizer carries the flossing moments instead.
+#[test]
+fn separate_flossing_optimizer_leaves_training_moments_fresh() {
+    let mut cfg = small_flossing();
+    (cfg.optimizer, cfg.steps, cfg.checkpoint_every, cfg.floss_every, cfg.floss_at) = (OptimKind::Adam, 1, 1, 0, vec![]);
+    let model = build_model(&cfg).unwrap().1;
+    let ratio_spread = |separate: bool| -> f64 {
+        let mut c = cfg.clone();
+        c.floss_separate_optimizer = separate;
+        let d = tmp(if separate { "fresh-sep" } else { "fresh-shared" });
+        run(&c, &Engine::Cpu, &d, false);
+        let ck = Checkpoint::load(&model, &d.join(CHECKPOINT_FILE)).unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+        let r: Vec<f64> = ck.optim_m.iter().zip(&ck.optim_v).filter(|(_, v)| **v > 1e-20).map(|(m, v)| (*m as f64).powi(2) / *v as f64).collect();
+        assert!(r.len() > ck.optim_m.len() / 2, "{} of {} gradients nonzero", r.len(), ck.optim_m.len());
+        r.iter().map(|x| (x - 10.0).abs()).fold(0.0, f64::max)
+    };
+    let (sep, shared) = (ratio_spread(true), ratio_spread(false));
+    assert!(sep < 1e-3, "separate: max |m²/v − 10| = {sep}");
+    assert!(shared > 1.0, "shared: max |m²/v − 10| = {shared}");
 }
 
 #[test]

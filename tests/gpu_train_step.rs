@@ -122,6 +122,12 @@ fn tanh_rnn_copy_step() {
 }
 
 #[test]
+fn sigmoid_srn_copy_persistent_and_adding_step() {
+    check(&Case { kind: ModelKind::Srn, task: TaskKind::Copy, t: 5, hidden: 33, batch: 4, scan: ScanMode::Persistent, chunk: 3 });
+    check(&Case { kind: ModelKind::Srn, task: TaskKind::Adding, t: 7, hidden: 70, batch: 3, scan: ScanMode::Step, chunk: 64 });
+}
+
+#[test]
 fn linear_rnn_copy_persistent_multiple_of_wg() {
     check(&Case { kind: ModelKind::Linear, task: TaskKind::Copy, t: 4, hidden: 64, batch: 9, scan: ScanMode::Persistent, chunk: 7 });
 }

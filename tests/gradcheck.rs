@@ -98,6 +98,12 @@ fn tanh_rnn_cross_entropy() {
 }
 
 #[test]
+fn sigmoid_srn_mse_and_cross_entropy() {
+    check(ModelKind::Srn, TaskKind::Adding, 6);
+    check(ModelKind::Srn, TaskKind::Copy, 2);
+}
+
+#[test]
 fn linear_rnn_mse() {
     check(ModelKind::Linear, TaskKind::Adding, 6);
 }
@@ -149,6 +155,7 @@ fn tangent_map_matches_finite_difference() {
     let code = ModelOptions { context: 3, scrn_form: ScrnForm::Code, alpha_mode: AlphaMode::Unit, ..Default::default() };
     let cases = [
         (ModelKind::Rnn, ModelOptions::default()),
+        (ModelKind::Srn, ModelOptions::default()),
         (ModelKind::Linear, ModelOptions::default()),
         (ModelKind::Lstm, ModelOptions::default()),
         (ModelKind::Gru, ModelOptions::default()),
@@ -225,4 +232,55 @@ fn token_inputs_equal_one_hot_inputs() {
             assert!((a - c).abs() < 1e-12, "{kind:?}: grad[{i}] {a} vs {c}");
         }
     }
+}
+
+/// The sigmoid SRN is the SCRN with one context unit held at zero (α = 1,
+/// s_0 = 0): same loss and the same gradients for the weights they share
+/// (the SCRN's A, R, its fast-unit biases and its readout of h).
+#[test]
+fn sigmoid_srn_is_an_scrn_without_context() {
+    let task = Task::new(TaskKind::Copy, 3).unwrap();
+    let (i, h, o) = (task.input_width(), 5, task.output_width());
+    let dims = Dims { input: i, hidden: h, output: o };
+    let scrn = Model::build(ModelKind::Scrn, dims, &ModelOptions { context: 1, alpha: 1.0, ..Default::default() }).unwrap();
+    let srn = Model::build(ModelKind::Srn, dims, &ModelOptions::default()).unwrap();
+    let mut rng = Rng::seed(21);
+    let mut ps: Vec<f64> = cast_vec(&scrn.init(&InitConfig { gain: 1.3, ..Default::default() }, &mut rng));
+    for v in scrn.layout().views().iter().filter(|v| v.name.starts_with('b')) {
+        for k in v.range() {
+            ps[k] = rng.normal() * 0.3;
+        }
+    }
+    // the SRN's parameters: the SCRN's rows and columns for the h units
+    let (sl, rl) = (scrn.layout(), srn.layout());
+    // (SRN parameter index, SCRN parameter index) for every SRN parameter
+    let mut map = Vec::new();
+    for r in 0..h {
+        for c in 0..i {
+            map.push((rl.offset("w_in") + r * i + c, sl.offset("w_in") + r * i + c));
+        }
+        for c in 0..h {
+            map.push((rl.offset("w_rec") + r * h + c, sl.offset("w_rec") + r * h + c));
+        }
+        map.push((rl.offset("b") + r, sl.offset("b") + r));
+    }
+    for r in 0..o {
+        for c in 0..h {
+            map.push((rl.offset("w_out") + r * h + c, sl.offset("w_out") + r * (h + 1) + c));
+        }
+        map.push((rl.offset("b_out") + r, sl.offset("b_out") + r));
+    }
+    assert_eq!(map.len(), rl.len(), "every SRN parameter has its SCRN counterpart");
+    let mut pr = vec![0.0; rl.len()];
+    for &(a, b) in &map {
+        pr[a] = ps[b];
+    }
+    let batch = task.batch(4, &mut rng);
+    let (ls, gs, _) = loss_grads::<f64>(&scrn, &ps, &batch);
+    let (lr, gr, _) = loss_grads::<f64>(&srn, &pr, &batch);
+    assert!((ls - lr).abs() < 1e-12 * ls.abs(), "loss: SCRN {ls} vs SRN {lr}");
+    for &(a, b) in &map {
+        assert!((gr[a] - gs[b]).abs() <= 1e-10 * gs[b].abs().max(1e-6), "gradient {a}: SRN {} vs SCRN {}", gr[a], gs[b]);
+    }
+    assert!(gr.iter().any(|g| g.abs() > 1e-3), "gradients suspiciously small");
 }

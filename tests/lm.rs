@@ -177,6 +177,7 @@ fn language_model_defaults_depend_on_the_model() {
     };
     assert_eq!(recipe(ModelKind::Rnn), (0.3, 10, 0.5));
     assert_eq!(recipe(ModelKind::Scrn), (1.0, 10, 1.0));
+    assert_eq!(recipe(ModelKind::Srn), (2.0, 10, 1.0));
     assert_eq!(recipe(ModelKind::Lstm), (1.0, 20, 1.0));
     assert_eq!(recipe(ModelKind::Gru), (1.0, 20, 1.0));
 }

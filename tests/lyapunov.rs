@@ -71,7 +71,7 @@ fn orthogonal_recurrence_has_zero_exponents() {
 
 #[test]
 fn sum_of_all_exponents_is_the_mean_log_det() {
-    for (kind, gain) in [(ModelKind::Rnn, 1.5), (ModelKind::Rnn, 3.0), (ModelKind::Linear, 0.8)] {
+    for (kind, gain) in [(ModelKind::Rnn, 1.5), (ModelKind::Rnn, 3.0), (ModelKind::Srn, 3.0), (ModelKind::Linear, 0.8)] {
         let n = 12;
         let m = model(kind, n);
         let p = params(&m, InitKind::Gaussian, gain, 4);

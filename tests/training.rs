@@ -162,3 +162,26 @@ fn delayed_copy_short_delay_is_learned_on_cpu() {
     assert!((lines[0].baseline_loss.unwrap() - 2f64.ln()).abs() < 1e-12);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--input-scale s` multiplies the initial w_in by s and leaves every other
+/// initial weight as it was; the checkpoint a run starts from holds it.
+#[test]
+fn input_scale_multiplies_only_the_initial_input_weights() {
+    let base = TrainConfig { steps: 1, ..small(TaskKind::DelayedCopy, 30, ModelKind::Rnn) };
+    let (_, model) = build_model(&base).unwrap();
+    let rng = || longmem::rng::Rng::stream(base.seed, longmem::train::run::STREAM_INIT);
+    let weak = TrainConfig { input_scale: 0.25, ..base.clone() };
+    let (a, b) = (base.initial_params(&model, &mut rng()), weak.initial_params(&model, &mut rng()));
+    let w_in = model.layout().get("w_in").unwrap().range();
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let want = if w_in.contains(&i) { x * 0.25 } else { *x };
+        assert_eq!(*y, want, "parameter {i}");
+    }
+    assert!(a[w_in].iter().any(|v| v.abs() > 0.1), "w_in should not start near zero");
+    for bad in [0.0, -1.0, f64::NAN] {
+        let e = TrainConfig { input_scale: bad, ..base.clone() }.validate().unwrap_err();
+        assert!(format!("{e:#}").contains("--input-scale"), "{e:#}");
+    }
+    let warp = TrainConfig { input_scale: 0.5, model: ModelKind::Warp, ..base.clone() };
+    assert!(format!("{:#}", warp.validate().unwrap_err()).contains("WARP"));
+}

@@ -18,7 +18,7 @@ pub(super) fn forward(m: &Rnn, p: &[f32], x: &SeqInput<f32>, h0: ArrayView2<f32>
         let pre = rest.view_mut().into_shape_with_order((t_len * batch, h)).expect("contiguous states");
         project_into(p, &m.layout, x, pre);
     }
-    let tanh = m.act == Activation::Tanh;
+    let act = m.act;
     let sp = SharedRows::new(states.as_slice_mut().unwrap());
     per_chunk(batch, |b0, b1| {
         let nb = b1 - b0;
@@ -27,8 +27,10 @@ pub(super) fn forward(m: &Rnn, p: &[f32], x: &SeqInput<f32>, h0: ArrayView2<f32>
             let prev = unsafe { sp.slice((t * batch + b0) * h, nb * h) };
             let a = unsafe { sp.slice(((t + 1) * batch + b0) * h, nb * h) };
             matmul_acc(a, prev, &wt, nb, h, h);
-            if tanh {
-                a.iter_mut().for_each(|v| *v = super::tanh(*v));
+            match act {
+                Activation::Tanh => a.iter_mut().for_each(|v| *v = super::tanh(*v)),
+                Activation::Sigmoid => a.iter_mut().for_each(|v| *v = super::sigmoid(*v)),
+                Activation::Linear => {}
             }
         }
     });
@@ -44,7 +46,7 @@ pub(super) fn backward(m: &Rnn, p: &[f32], fwd: &Forward, d_states: ArrayView3<f
     let mut da = d_states.as_standard_layout().into_owned().into_shape_with_order((t_len * batch, h)).expect("d_states");
     let mut d0 = Array2::<f32>::zeros((batch, h));
     let w = &p[m.layout.get("w_rec").expect("w_rec").range()];
-    let tanh = m.act == Activation::Tanh;
+    let act = m.act;
     let (dap, d0p) = (SharedRows::new(da.as_slice_mut().unwrap()), SharedRows::new(d0.as_slice_mut().unwrap()));
     per_chunk(batch, |b0, b1| {
         let nb = b1 - b0;
@@ -55,9 +57,11 @@ pub(super) fn backward(m: &Rnn, p: &[f32], fwd: &Forward, d_states: ArrayView3<f
                 let next = unsafe { dap.slice(((t + 1) * batch + b0) * h, nb * h) };
                 matmul_acc(cur, next, w, nb, h, h);
             }
-            if tanh {
-                let hs = &ss[((t + 1) * batch + b0) * h..((t + 1) * batch + b1) * h];
-                cur.iter_mut().zip(hs).for_each(|(d, &hv)| *d *= 1.0 - hv * hv);
+            let hs = &ss[((t + 1) * batch + b0) * h..((t + 1) * batch + b1) * h];
+            match act {
+                Activation::Tanh => cur.iter_mut().zip(hs).for_each(|(d, &hv)| *d *= 1.0 - hv * hv),
+                Activation::Sigmoid => cur.iter_mut().zip(hs).for_each(|(d, &hv)| *d *= hv * (1.0 - hv)),
+                Activation::Linear => {}
             }
         }
         if t_len > 0 {

@@ -112,6 +112,7 @@ fn log_abs_det_jacobian(model: &Model, p: &[f64], at: &crate::models::StepAt<f64
 fn log_det_diag(model: &Model, h: &[f64]) -> f64 {
     match model.kind() {
         crate::models::ModelKind::Rnn => h.iter().map(|v| (1.0 - v * v).abs().ln()).sum(),
+        crate::models::ModelKind::Srn => h.iter().map(|v| (v * (1.0 - v)).abs().ln()).sum(),
         _ => 0.0,
     }
 }

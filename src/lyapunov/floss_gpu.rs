@@ -79,8 +79,9 @@ pub fn floss_loss_grad_gpu(
 ) -> Result<FlossOut<f32>> {
     #[allow(unreachable_patterns)]
     let tanh = match model {
-        Model::Rnn(_) => model.kind() == ModelKind::Rnn,
-        _ => bail!("GPU flossing supports the Elman RNN family (rnn, linear) only"),
+        // the sigmoid SRN's tangent map runs on the CPU path only
+        Model::Rnn(_) if model.kind() != ModelKind::Srn => model.kind() == ModelKind::Rnn,
+        _ => bail!("GPU flossing supports the Elman RNN family (rnn, linear) only (the sigmoid srn: use --device cpu)"),
     };
     let FlossShape { n, t_len, batch, k } = validate_inputs(model, params, x, h0, q0, transient)?;
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;

@@ -103,8 +103,9 @@ pub fn spectrum(ctx: &GpuContext, model: &Model, params: &[f32], drive: &Drive, 
     super::check_model(model, cfg)?;
     #[allow(unreachable_patterns)]
     let tanh = match model {
-        Model::Rnn(_) => model.kind() == ModelKind::Rnn,
-        _ => bail!("the GPU Lyapunov spectrum supports the Elman RNN family (rnn, linear) only"),
+        // the sigmoid SRN's tangent map runs on the CPU path only
+        Model::Rnn(_) if model.kind() != ModelKind::Srn => model.kind() == ModelKind::Rnn,
+        _ => bail!("the GPU Lyapunov spectrum supports the Elman RNN family (rnn, linear) only (the sigmoid srn: use --device cpu)"),
     };
     let dims = model.dims();
     let n = model.state_width();

@@ -44,7 +44,7 @@ pub fn load_model(run: Option<&Path>, fresh: &TrainConfig) -> Result<(TrainConfi
             cfg.resolve();
             cfg.validate()?;
             let (_, model) = build_model(&cfg)?;
-            let p = model.init(&cfg.init_config(), &mut Rng::stream(cfg.seed, crate::train::run::STREAM_INIT));
+            let p = cfg.initial_params(&model, &mut Rng::stream(cfg.seed, crate::train::run::STREAM_INIT));
             Ok((cfg, model, p))
         }
     }

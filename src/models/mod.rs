@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     /// tanh RNN
     Rnn,
+    /// sigmoid RNN: the SRN of Mikolov's language models (the SCRN paper's baseline)
+    Srn,
     /// linear RNN (identity activation)
     Linear,
     Lstm,
@@ -45,18 +47,20 @@ impl ModelKind {
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "rnn" | "tanh" => ModelKind::Rnn,
+            "srn" | "sigmoid" => ModelKind::Srn,
             "linear" => ModelKind::Linear,
             "lstm" => ModelKind::Lstm,
             "gru" => ModelKind::Gru,
             "scrn" => ModelKind::Scrn,
             "urnn" => ModelKind::Urnn,
             "warp" => ModelKind::Warp,
-            other => bail!("unknown model '{other}': expected one of rnn, linear, lstm, gru, scrn, urnn, warp"),
+            other => bail!("unknown model '{other}': expected one of rnn, srn, linear, lstm, gru, scrn, urnn, warp"),
         })
     }
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Rnn => "rnn",
+            ModelKind::Srn => "srn",
             ModelKind::Linear => "linear",
             ModelKind::Lstm => "lstm",
             ModelKind::Gru => "gru",
@@ -204,6 +208,7 @@ impl Model {
         }
         Ok(match kind {
             ModelKind::Rnn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Tanh, o.bias)),
+            ModelKind::Srn => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Sigmoid, o.bias)),
             ModelKind::Linear => Model::Rnn(rnn::Rnn::new(dims, rnn::Activation::Linear, o.bias)),
             ModelKind::Lstm => Model::Lstm(lstm::Lstm::new(dims, o.bias, o.forget_bias)),
             ModelKind::Gru => Model::Gru(gru::Gru::new(dims, o.bias)),
@@ -225,6 +230,7 @@ impl Model {
         match self {
             Model::Rnn(m) => match m.act {
                 rnn::Activation::Tanh => ModelKind::Rnn,
+                rnn::Activation::Sigmoid => ModelKind::Srn,
                 rnn::Activation::Linear => ModelKind::Linear,
             },
             Model::Lstm(_) => ModelKind::Lstm,

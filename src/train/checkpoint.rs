@@ -22,6 +22,10 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     pub optim_m: Vec<f32>,
     pub optim_v: Vec<f32>,
+    /// the flossing updates' own optimizer moments (`--floss-optimizer
+    /// separate`); empty when flossing shares the training optimizer
+    pub floss_m: Vec<f32>,
+    pub floss_v: Vec<f32>,
     pub data_rng: [u64; 4],
     /// training loss summed over the steps since the last metrics line, and
     /// their count, so a resumed run logs exactly what an unbroken one does
@@ -42,6 +46,10 @@ impl Checkpoint {
         let n = layout.len();
         tensors.push(("optim.m".into(), TensorView::new(Dtype::F32, vec![n], bytes(&self.optim_m))?));
         tensors.push(("optim.v".into(), TensorView::new(Dtype::F32, vec![n], bytes(&self.optim_v))?));
+        if !self.floss_m.is_empty() {
+            tensors.push(("floss.m".into(), TensorView::new(Dtype::F32, vec![n], bytes(&self.floss_m))?));
+            tensors.push(("floss.v".into(), TensorView::new(Dtype::F32, vec![n], bytes(&self.floss_v))?));
+        }
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("model".to_string(), self.model.name().to_string());
@@ -116,6 +124,7 @@ impl Checkpoint {
             bail!("parameter {i} is not finite");
         }
         let n = layout.len();
+        let (floss_m, floss_v) = if st.names().iter().any(|k| *k == "floss.m") { (read("floss.m", &[n])?, read("floss.v", &[n])?) } else { (Vec::new(), Vec::new()) };
         Ok(Checkpoint {
             model: kind,
             dims,
@@ -124,6 +133,8 @@ impl Checkpoint {
             params,
             optim_m: read("optim.m", &[n])?,
             optim_v: read("optim.v", &[n])?,
+            floss_m,
+            floss_v,
             data_rng,
             log_acc,
         })
@@ -185,6 +196,8 @@ mod tests {
             params: p,
             optim_m: vec![0.5; n],
             optim_v: vec![0.25; n],
+            floss_m: Vec::new(),
+            floss_v: Vec::new(),
             data_rng: [1, 2, 3, u64::MAX],
             log_acc: (0.1 + 0.2, 7),
         };
@@ -193,6 +206,11 @@ mod tests {
         let path = dir.join("checkpoint.safetensors");
         ck.save(&m, &path).unwrap();
         assert_eq!(Checkpoint::load(&m, &path).unwrap(), ck);
+        // with the flossing optimizer's own moments
+        let ck2 = Checkpoint { floss_m: vec![-1.5; n], floss_v: vec![2.0; n], ..ck.clone() };
+        ck2.save(&m, &path).unwrap();
+        assert_eq!(Checkpoint::load(&m, &path).unwrap(), ck2);
+        ck.save(&m, &path).unwrap();
         // another model
         let e = Checkpoint::load(&model(6), &path).unwrap_err();
         assert!(format!("{e:#}").contains("hidden 5"), "{e:#}");

@@ -58,6 +58,7 @@ pub fn init_params(model: &Model, cfg: &TrainConfig) -> Vec<f32> {
             *v = (rng.normal() * sd) as f32;
         }
     }
+    cfg.scale_input_weights(model, &mut p);
     p
 }
 
@@ -179,6 +180,8 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             params: be.params()?,
             optim_m: m,
             optim_v: v_,
+            floss_m: Vec::new(),
+            floss_v: Vec::new(),
             data_rng: [0; 4],
             log_acc: (0.0, 0),
         };

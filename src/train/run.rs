@@ -100,7 +100,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let fallback = if cfg.device == "auto" && matches!(engine, Engine::Cpu) { " (no Vulkan, Metal or DX12 adapter found)" } else { "" };
     say(format!("device: {}{fallback}", engine.describe()));
 
-    let (params, m, v, start, data_rng, log_acc) = if opts.resume {
+    let (params, m, v, start, data_rng, log_acc, floss_moments) = if opts.resume {
         let ck = Checkpoint::load(&model, &ck_path)?;
         if ck.step >= cfg.steps {
             bail!("{} is already at step {} of {}; pass a larger --steps to train further", dir.display(), ck.step, cfg.steps);
@@ -113,14 +113,15 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             eigs::truncate_after(&dir.join(EIGS_FILE), ck.step)?;
         }
         say(format!("resuming {} from step {}", dir.display(), ck.step));
-        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng), ck.log_acc)
+        let floss_moments = (!ck.floss_m.is_empty()).then(|| (ck.floss_m.clone(), ck.floss_v.clone()));
+        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng), ck.log_acc, floss_moments)
     } else {
         if ck_path.exists() || metrics_path.exists() {
             bail!("{} already holds a run; pass --resume {} to continue it, or choose another --out", dir.display(), dir.display());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
-        let p = model.init(&cfg.init_config(), &mut Rng::stream(cfg.seed, STREAM_INIT));
-        (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0))
+        let p = cfg.initial_params(&model, &mut Rng::stream(cfg.seed, STREAM_INIT));
+        (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0), None)
     };
     write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
     if let (Some(f), TaskKind::Ett) = (&task.ett, cfg.task) {
@@ -155,7 +156,24 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     // optimizer updates so far (training steps and flossing updates): Adam's bias correction counts both
     // (a fresh run counts its flossing-before updates as it makes them)
     let mut floss_done = if start == 0 { 0 } else { cfg.floss_updates_through(start) };
-    let mut updates = start + floss_done;
+    // with --floss-optimizer separate the training optimizer counts training
+    // steps only, and flossing keeps its own moments here while training runs
+    let separate = cfg.floss_separate_optimizer && cfg.flossing();
+    let mut updates = if separate { start } else { start + floss_done };
+    let n_params = be.params()?.len();
+    let mut floss_moments = match floss_moments {
+        Some(fm) => Some(fm),
+        None if separate && floss_done > 0 => bail!("{} has no flossing optimizer state but its config asks for a separate one", ck_path.display()),
+        None => separate.then(|| (vec![0f32; n_params], vec![0f32; n_params])),
+    };
+    // swap the optimizer moments held by the backend with those in `other`
+    let swap_moments = |be: &mut dyn Backend, other: &mut (Vec<f32>, Vec<f32>)| -> Result<()> {
+        let held = be.optim_state()?;
+        let p = be.params()?;
+        be.load(&p, &other.0, &other.1)?;
+        *other = held;
+        Ok(())
+    };
     let log_floss = |step: u64, done: u64, r: &super::floss::FlossResult, elapsed: f64| -> Result<()> {
         let line = MetricsLine {
             step,
@@ -176,27 +194,41 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     };
     if start == 0 && cfg.floss_before > 0 {
         say(format!("flossing: {} updates before training (k = {}, Tp = {})", cfg.floss_before, cfg.floss_k, cfg.floss_len));
+        if let Some(fm) = floss_moments.as_mut() {
+            swap_moments(&mut *be, fm)?;
+        }
         for j in 0..cfg.floss_before {
-            updates += 1;
             floss_done += 1;
-            let r = super::floss::floss_update(&mut *be, &model, &task, cfg, floss_done, &optim.hyper(cfg.lr, updates))?;
+            let count = if separate { floss_done } else { updates + 1 };
+            updates += u64::from(!separate);
+            let r = super::floss::floss_update(&mut *be, &model, &task, cfg, floss_done, &optim.hyper(cfg.lr, count))?;
             if floss_done % cfg.log_every == 0 || j + 1 == cfg.floss_before {
                 log_floss(0, floss_done, &r, t0.elapsed().as_secs_f64())?;
                 say(format!("floss {floss_done:>5}  mean λ² {:.3e}  λ1 {:.4}", r.loss, r.exponents.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
             }
+        }
+        if let Some(fm) = floss_moments.as_mut() {
+            swap_moments(&mut *be, fm)?;
         }
     }
     let (mut acc_loss, mut acc_n, mut last_log_t, mut last_log_step) = (log_acc.0, log_acc.1, 0.0f64, start);
     let mut final_loss = f64::NAN;
     for step in start + 1..=cfg.steps {
         if cfg.floss_burst_at(step) {
+            if let Some(fm) = floss_moments.as_mut() {
+                swap_moments(&mut *be, fm)?;
+            }
             for j in 0..cfg.floss_burst {
-                updates += 1;
                 floss_done += 1;
-                let r = super::floss::floss_update(&mut *be, &model, &task, cfg, floss_done, &optim.hyper(cfg.schedule.lr(cfg.lr, step - 1), updates))?;
+                let count = if separate { floss_done } else { updates + 1 };
+                updates += u64::from(!separate);
+                let r = super::floss::floss_update(&mut *be, &model, &task, cfg, floss_done, &optim.hyper(cfg.schedule.lr(cfg.lr, step - 1), count))?;
                 if j + 1 == cfg.floss_burst {
                     log_floss(step, floss_done, &r, t0.elapsed().as_secs_f64())?;
                 }
+            }
+            if let Some(fm) = floss_moments.as_mut() {
+                swap_moments(&mut *be, fm)?;
             }
         }
         let batch = task.batch(cfg.batch, &mut data_rng);
@@ -274,7 +306,8 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {
             let (m, v) = be.optim_state()?;
-            let ck = Checkpoint { model: model.kind(), dims: model.dims(), bias: model.has_bias(), step, params: be.params()?, optim_m: m, optim_v: v, data_rng: data_rng.state(), log_acc: pending };
+            let (floss_m, floss_v) = floss_moments.clone().unwrap_or_default();
+            let ck = Checkpoint { model: model.kind(), dims: model.dims(), bias: model.has_bias(), step, params: be.params()?, optim_m: m, optim_v: v, floss_m, floss_v, data_rng: data_rng.state(), log_acc: pending };
             ck.save(&model, &ck_path)?;
             last_ck_step = Some(step);
         }

@@ -37,7 +37,17 @@ impl Rnn {
     fn act_grad<F: Real>(&self, h: F) -> F {
         match self.act {
             Activation::Tanh => F::one() - h * h,
+            Activation::Sigmoid => h * (F::one() - h),
             Activation::Linear => F::one(),
+        }
+    }
+
+    /// d(act_grad)/dh, for the flossing gradient's path through D_t.
+    fn act_grad_slope<F: Real>(&self, h: F) -> F {
+        match self.act {
+            Activation::Tanh => -(h + h),
+            Activation::Sigmoid => F::one() - (h + h),
+            Activation::Linear => F::zero(),
         }
     }
 
@@ -67,8 +77,10 @@ impl Rnn {
             } else {
                 general_mat_mul(F::one(), &prev.view(), &w_rec.t(), F::one(), &mut next);
             }
-            if self.act == Activation::Tanh {
-                next.mapv_inplace(|v| v.tanh());
+            match self.act {
+                Activation::Tanh => next.mapv_inplace(|v| v.tanh()),
+                Activation::Sigmoid => next.mapv_inplace(crate::models::lstm::cpu::sigmoid),
+                Activation::Linear => {}
             }
         }
         hs
@@ -142,7 +154,8 @@ impl Rnn {
     /// (gradient flossing): with Z = w_rec Q_prev, Q̃ = D Z, D = diag(act'(h_t))
     /// and Q̃̄ = `qbar_new` (S, k), adds W̄ = Z̄ Q_prevᵀ (Z̄ = D Q̃̄) into
     /// `grads` and returns (Q̄_prev = w_recᵀ Z̄, h̄_t) where h̄_t is the part of
-    /// dL/dh_t that flows through D (−2 h_t ⊙ D̄ for tanh, 0 for linear).
+    /// dL/dh_t that flows through D (−2 h_t ⊙ D̄ for tanh, (1 − 2 h_t) ⊙ D̄
+    /// for the sigmoid, 0 for linear).
     pub fn tangent_vjp<F: Real>(
         &self,
         p: &[F],
@@ -156,10 +169,10 @@ impl Rnn {
         let mut zbar = qbar_new.to_owned();
         let mut hbar = vec![F::zero(); h_t.len()];
         for (i, (mut row, &h)) in zbar.axis_iter_mut(Axis(0)).zip(h_t).enumerate() {
-            if self.act == Activation::Tanh {
-                // D̄_i = Σ_c Q̃̄_ic Z_ic, and dD_i/dh_i = −2 h_i
+            if self.act != Activation::Linear {
+                // D̄_i = Σ_c Q̃̄_ic Z_ic, and D_i is a function of h_i
                 let dbar = row.iter().zip(z.row(i)).fold(F::zero(), |a, (&g, &zv)| a + g * zv);
-                hbar[i] = -(h + h) * dbar;
+                hbar[i] = self.act_grad_slope(h) * dbar;
             }
             let g = self.act_grad(h);
             row.mapv_inplace(|v| v * g);

@@ -161,7 +161,11 @@ impl Rnn {
         let l = &self.layout;
         let pre = ops::storage(ctx, "rnn.pre", rows * h)?;
         let da = ops::storage(ctx, "rnn.da", rows * h)?;
-        let act = if self.act == Activation::Tanh { ACT_TANH } else { ACT_LINEAR };
+        let act = match self.act {
+            Activation::Tanh => ACT_TANH,
+            Activation::Sigmoid => ACT_SIGMOID,
+            Activation::Linear => ACT_LINEAR,
+        };
         let scan = ElmanScan { hidden: h, stride: h, act, w_rec_off: l.offset("w_rec"), pre: &pre, da: &da };
         let (scan_fwd, scan_bwd, persistent) = elman_scan(ctx, t_len, batch, io, &scan, opts)?;
         // pre = x · w_inᵀ + b for all T·B rows in one GEMM (or a gather of token columns)

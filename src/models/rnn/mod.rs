@@ -1,4 +1,4 @@
-//! Elman RNN family: tanh RNN and linear RNN.
+//! Elman RNN family: tanh RNN, sigmoid RNN (Mikolov's SRN) and linear RNN.
 //!
 //! `h_t = act(w_rec h_{t-1} + w_in x_t + b)`, readout `y_t = w_out h_t + b_out`.
 //! CPU reference in `cpu.rs`, GPU kernels (shaders/rnn_scan.wgsl) in `gpu.rs`.
@@ -13,6 +13,7 @@ use crate::rng::Rng;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     Tanh,
+    Sigmoid,
     Linear,
 }
 
