@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release --example floss_sweep -- [OUT_DIR] [--delays 10,20,30] [--seeds 3]
 //!  [--hidden 32] [--seq-len 60] [--steps 1500] [--floss-before 200] [--floss-k 16] [--floss-len 30]
-//!  [--lr 1e-3] [--clip 1] [--weight-decay 0] [--input-scale 1] [--device cpu]`
+//!  [--lr 1e-3] [--clip 1] [--weight-decay 0] [--input-scale 1] [--floss-optimizer shared|separate] [--device cpu]`
 //! The defaults are a small CPU-sized version of the paper's setup (tanh RNN
 //! N = 80, T = 300, batch 16, 500 flossing steps with k = 75); pass
 //! `--hidden 80 --seq-len 300 --floss-k 75 --floss-before 500` for that one.
@@ -33,6 +33,7 @@ struct Opts {
     clip: f64,
     weight_decay: f64,
     input_scale: f64,
+    floss_separate_optimizer: bool,
     device: String,
 }
 
@@ -51,6 +52,7 @@ fn parse() -> Result<Opts> {
         clip: 1.0,
         weight_decay: 0.0,
         input_scale: 1.0,
+        floss_separate_optimizer: true,
         device: "cpu".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -70,6 +72,13 @@ fn parse() -> Result<Opts> {
             "--clip" => o.clip = val(i)?.parse()?,
             "--weight-decay" => o.weight_decay = val(i)?.parse()?,
             "--input-scale" => o.input_scale = val(i)?.parse()?,
+            "--floss-optimizer" => {
+                o.floss_separate_optimizer = match val(i)?.as_str() {
+                    "shared" => false,
+                    "separate" => true,
+                    v => bail!("--floss-optimizer must be shared or separate, got '{v}'"),
+                }
+            }
             "--device" => o.device = val(i)?,
             s if !s.starts_with("--") => {
                 o.out = PathBuf::from(s);
@@ -110,6 +119,7 @@ fn main() -> Result<()> {
                     device: o.device.clone(),
                     floss_k: o.floss_k,
                     floss_len: o.floss_len,
+                    floss_separate_optimizer: o.floss_separate_optimizer,
                     ..Default::default()
                 };
                 if mi >= 1 {
@@ -132,7 +142,7 @@ fn main() -> Result<()> {
         }
     }
     let mut md = String::new();
-    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, input weights × {}, Adam lr {}, weight decay {}, clip {}; flossing k = {}, Tp = {}, {} updates before training; bursts of {} before steps {} and {}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.input_scale, o.lr, o.weight_decay, o.clip, o.floss_k, o.floss_len, o.floss_before, o.floss_before / 4, o.steps / 5, 2 * o.steps / 5, o.seeds)?;
+    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, input weights × {}, Adam lr {}, weight decay {}, clip {}; flossing k = {}, Tp = {}, {} optimizer, {} updates before training; bursts of {} before steps {} and {}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.input_scale, o.lr, o.weight_decay, o.clip, o.floss_k, o.floss_len, if o.floss_separate_optimizer { "its own" } else { "the training" }, o.floss_before, o.floss_before / 4, o.steps / 5, 2 * o.steps / 5, o.seeds)?;
     writeln!(md, "| delay | {} |", MODES.iter().map(|m| format!("{m}: accuracy (success)")).collect::<Vec<_>>().join(" | "))?;
     writeln!(md, "|---|{}", "---|".repeat(MODES.len()))?;
     for (di, d) in o.delays.iter().enumerate() {

@@ -88,7 +88,10 @@ pub struct TrainConfig {
     pub floss_trajectories: usize,
     /// flossing updates keep their own optimizer moments and step count
     /// (as the reference code's second AdamW does) instead of sharing the
-    /// training optimizer's
+    /// training optimizer's. Shared, Adam's bias correction counts the
+    /// flossing updates while its moments hold their (much smaller)
+    /// gradients, so the first few hundred training steps come out several
+    /// times larger than lr and undo the flossing
     pub floss_separate_optimizer: bool,
     // --- model options
     /// LSTM: initial forget-gate bias
@@ -228,7 +231,7 @@ impl Default for TrainConfig {
             floss_len: 55,
             floss_transient: 10,
             floss_trajectories: 0,
-            floss_separate_optimizer: false,
+            floss_separate_optimizer: true,
         }
     }
 }

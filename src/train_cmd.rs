@@ -133,8 +133,8 @@ pub struct TrainArgs {
     /// gradient flossing: trajectory length Tp
     #[arg(long, value_name = "TP")]
     floss_len: Option<usize>,
-    /// gradient flossing: shared (the training optimizer's moments) or
-    /// separate (its own moments and step count)
+    /// gradient flossing: separate (its own optimizer moments and step
+    /// count, the default) or shared (the training optimizer's)
     #[arg(long, value_name = "shared|separate")]
     floss_optimizer: Option<String>,
     /// lstm: initial forget-gate bias

@@ -163,7 +163,10 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let n_params = be.params()?.len();
     let mut floss_moments = match floss_moments {
         Some(fm) => Some(fm),
-        None if separate && floss_done > 0 => bail!("{} has no flossing optimizer state but its config asks for a separate one", ck_path.display()),
+        None if separate && floss_done > 0 => bail!(
+            "{} has no flossing optimizer state but its config asks for a separate one (a run begun before flossing had its own optimizer: set floss_separate_optimizer = false in its config.toml)",
+            ck_path.display()
+        ),
         None => separate.then(|| (vec![0f32; n_params], vec![0f32; n_params])),
     };
     // swap the optimizer moments held by the backend with those in `other`
