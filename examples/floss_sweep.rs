@@ -5,7 +5,14 @@
 //!
 //! `cargo run --release --example floss_sweep -- [OUT_DIR] [--delays 10,20,30] [--seeds 3]
 //!  [--hidden 32] [--seq-len 60] [--steps 1500] [--floss-before 200] [--floss-k 16] [--floss-len 30]
-//!  [--lr 1e-3] [--clip 1] [--weight-decay 0] [--input-scale 1] [--floss-optimizer shared|separate] [--device cpu]`
+//!  [--lr 1e-3] [--clip 1] [--weight-decay 0] [--input-scale 1] [--floss-optimizer shared|separate] [--device cpu]
+//!  [--floss-at S1,S2] [--floss-burst n] [--jobs 2]`
+//! Bursts default to floss-before/4 updates before steps/5 and 2·steps/5.
+//! With the separate flossing optimizer (the default) flossing before
+//! training is done once per seed (`floss-seed*/`, a flossing-only run) and
+//! every flossed run starts from it (`--init-from`), which trains exactly as
+//! separate runs with `--floss-before` would; `--jobs` runs that many
+//! trainings at once, and a restarted sweep keeps the runs it finished.
 //! The defaults are a small CPU-sized version of the paper's setup (tanh RNN
 //! N = 80, T = 300, batch 16, 500 flossing steps with k = 75); pass
 //! `--hidden 80 --seq-len 300 --floss-k 75 --floss-before 500` for that one.
@@ -14,10 +21,13 @@ use anyhow::{bail, Result};
 use longmem::config::TrainConfig;
 use longmem::tasks::TaskKind;
 use longmem::train::metrics;
-use longmem::train::run::{train, RunOptions, METRICS_FILE};
+use longmem::train::optim::OptimKind;
+use longmem::train::run::{train, RunOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
 use plotters::prelude::*;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 struct Opts {
     out: PathBuf,
@@ -35,6 +45,9 @@ struct Opts {
     input_scale: f64,
     floss_separate_optimizer: bool,
     device: String,
+    floss_at: Option<Vec<u64>>,
+    floss_burst: Option<u64>,
+    jobs: usize,
 }
 
 fn parse() -> Result<Opts> {
@@ -54,6 +67,9 @@ fn parse() -> Result<Opts> {
         input_scale: 1.0,
         floss_separate_optimizer: true,
         device: "cpu".into(),
+        floss_at: None,
+        floss_burst: None,
+        jobs: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,6 +96,9 @@ fn parse() -> Result<Opts> {
                 }
             }
             "--device" => o.device = val(i)?,
+            "--floss-at" => o.floss_at = Some(val(i)?.split(',').map(|s| s.parse()).collect::<Result<_, _>>()?),
+            "--floss-burst" => o.floss_burst = Some(val(i)?.parse()?),
+            "--jobs" => o.jobs = val(i)?.parse()?,
             s if !s.starts_with("--") => {
                 o.out = PathBuf::from(s);
                 i += 1;
@@ -94,55 +113,137 @@ fn parse() -> Result<Opts> {
 
 const MODES: [&str; 3] = ["plain", "floss before", "floss before + during"];
 
+/// The run in `dir` finished with exactly this config: a restarted sweep keeps it.
+fn finished(cfg: &TrainConfig, dir: &Path) -> bool {
+    let mut c = cfg.clone();
+    c.resolve();
+    let same = std::fs::read_to_string(dir.join(CONFIG_FILE)).is_ok_and(|t| t == c.to_toml());
+    let last = metrics::read(&dir.join(METRICS_FILE)).ok().and_then(|l| l.last().map(|l| l.step));
+    same && dir.join(CHECKPOINT_FILE).exists() && last == Some(cfg.steps)
+}
+
+fn run_or_keep(cfg: &TrainConfig, dir: &Path) -> Result<()> {
+    if finished(cfg, dir) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    train(cfg, &RunOptions { out: dir.to_path_buf(), resume: false, verbose: false })?;
+    Ok(())
+}
+
+/// Run `jobs` closures on `n` threads, the first error wins.
+fn parallel<T: Sync>(n: usize, items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let err = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..n.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() || err.lock().unwrap().is_some() {
+                    break;
+                }
+                if let Err(e) = f(&items[i]) {
+                    *err.lock().unwrap() = Some(e);
+                }
+            });
+        }
+    });
+    match err.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 fn main() -> Result<()> {
     let o = parse()?;
     std::fs::create_dir_all(&o.out)?;
-    // results[mode][delay] = final accuracies over seeds
-    let mut results = vec![vec![Vec::new(); o.delays.len()]; MODES.len()];
+    let base = |d: usize, seed: u64| TrainConfig {
+        task: TaskKind::DelayedCopy,
+        seq_len: o.seq_len,
+        delay: d,
+        hidden: o.hidden,
+        batch: 16,
+        steps: o.steps,
+        optimizer: OptimKind::Adam,
+        lr: o.lr,
+        clip: o.clip,
+        weight_decay: o.weight_decay,
+        input_scale: o.input_scale,
+        log_every: 100,
+        checkpoint_every: o.steps,
+        seed,
+        device: o.device.clone(),
+        floss_k: o.floss_k,
+        floss_len: o.floss_len,
+        floss_separate_optimizer: o.floss_separate_optimizer,
+        ..Default::default()
+    };
+    let bursts = o.floss_at.clone().unwrap_or_else(|| vec![o.steps / 5, 2 * o.steps / 5]);
+    let burst = o.floss_burst.unwrap_or(o.floss_before / 4);
+    // flossing before training sees only the task's inputs, never the
+    // delay: with its own optimizer it is done once per seed, and every
+    // flossed run starts from it (exactly as one run with --floss-before)
+    let shared_floss = o.floss_separate_optimizer && o.floss_before > 0;
+    let floss_dir = |seed: u64| o.out.join(format!("floss-seed{seed}"));
+    if shared_floss {
+        let seeds: Vec<u64> = (0..o.seeds).collect();
+        parallel(o.jobs, &seeds, |&seed| {
+            let mut cfg = base(o.delays[0], seed);
+            (cfg.steps, cfg.floss_before) = (0, o.floss_before);
+            run_or_keep(&cfg, &floss_dir(seed))?;
+            println!("seed {seed}: {} flossing updates done", o.floss_before);
+            Ok(())
+        })?;
+    }
+    let mut jobs = Vec::new();
     for (di, &d) in o.delays.iter().enumerate() {
         for seed in 0..o.seeds {
-            for (mi, mode) in MODES.iter().enumerate() {
-                let mut cfg = TrainConfig {
-                    task: TaskKind::DelayedCopy,
-                    seq_len: o.seq_len,
-                    delay: d,
-                    hidden: o.hidden,
-                    batch: 16,
-                    steps: o.steps,
-                    lr: o.lr,
-                    clip: o.clip,
-                    weight_decay: o.weight_decay,
-                    input_scale: o.input_scale,
-                    log_every: 100,
-                    checkpoint_every: o.steps,
-                    seed,
-                    device: o.device.clone(),
-                    floss_k: o.floss_k,
-                    floss_len: o.floss_len,
-                    floss_separate_optimizer: o.floss_separate_optimizer,
-                    ..Default::default()
-                };
-                if mi >= 1 {
-                    cfg.floss_before = o.floss_before;
-                }
-                if mi == 2 {
-                    // two bursts early in training, with time to recover after
-                    cfg.floss_at = vec![o.steps / 5, 2 * o.steps / 5];
-                    cfg.floss_burst = o.floss_before / 4;
-                }
-                let dir = o.out.join(format!("d{d}-seed{seed}-{}", mode.replace([' ', '+'], "")));
-                let _ = std::fs::remove_dir_all(&dir);
-                train(&cfg, &RunOptions { out: dir.clone(), resume: false, verbose: false })?;
-                let lines = metrics::read(&dir.join(METRICS_FILE))?;
-                let acc: Vec<f64> = lines.iter().filter(|l| l.is_training()).rev().take(3).filter_map(|l| l.accuracy).collect();
-                let a = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
-                println!("d = {d:>3}  seed {seed}  {mode:<22} final accuracy {a:.3}");
-                results[mi][di].push(a);
+            for mi in 0..MODES.len() {
+                jobs.push((di, d, seed, mi));
             }
         }
     }
+    // results[mode][delay] = final accuracies over seeds
+    let results = Mutex::new(vec![vec![Vec::new(); o.delays.len()]; MODES.len()]);
+    parallel(o.jobs, &jobs, |&(di, d, seed, mi)| {
+        let mut cfg = base(d, seed);
+        if mi >= 1 {
+            if shared_floss {
+                cfg.init_from = Some(floss_dir(seed).display().to_string());
+            } else {
+                cfg.floss_before = o.floss_before;
+            }
+        }
+        if mi == 2 {
+            cfg.floss_at = bursts.clone();
+            cfg.floss_burst = burst;
+        }
+        let dir = o.out.join(format!("d{d}-seed{seed}-{}", MODES[mi].replace([' ', '+'], "")));
+        run_or_keep(&cfg, &dir)?;
+        let lines = metrics::read(&dir.join(METRICS_FILE))?;
+        let acc: Vec<f64> = lines.iter().filter(|l| l.is_training()).rev().take(3).filter_map(|l| l.accuracy).collect();
+        let a = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
+        println!("d = {d:>3}  seed {seed}  {:<22} final accuracy {a:.3}", MODES[mi]);
+        results.lock().unwrap()[mi][di].push((seed, a));
+        Ok(())
+    })?;
+    let results: Vec<Vec<Vec<f64>>> = results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|per_delay| {
+            per_delay
+                .into_iter()
+                .map(|mut v| {
+                    v.sort_by_key(|&(s, _)| s);
+                    v.into_iter().map(|(_, a)| a).collect()
+                })
+                .collect()
+        })
+        .collect();
+    let at = bursts.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     let mut md = String::new();
-    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, input weights × {}, Adam lr {}, weight decay {}, clip {}; flossing k = {}, Tp = {}, {} optimizer, {} updates before training; bursts of {} before steps {} and {}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.input_scale, o.lr, o.weight_decay, o.clip, o.floss_k, o.floss_len, if o.floss_separate_optimizer { "its own" } else { "the training" }, o.floss_before, o.floss_before / 4, o.steps / 5, 2 * o.steps / 5, o.seeds)?;
+    writeln!(md, "Delayed copy, T = {}, tanh RNN N = {}, {} steps, input weights × {}, Adam lr {}, weight decay {}, clip {}; flossing k = {}, Tp = {}, {} optimizer, {} updates before training; bursts of {burst} before steps {at}. Final accuracy (mean of the last three logs) averaged over {} seeds, and the share of seeds above 0.9.\n", o.seq_len, o.hidden, o.steps, o.input_scale, o.lr, o.weight_decay, o.clip, o.floss_k, o.floss_len, if o.floss_separate_optimizer { "its own" } else { "the training" }, o.floss_before, o.seeds)?;
     writeln!(md, "| delay | {} |", MODES.iter().map(|m| format!("{m}: accuracy (success)")).collect::<Vec<_>>().join(" | "))?;
     writeln!(md, "|---|{}", "---|".repeat(MODES.len()))?;
     for (di, d) in o.delays.iter().enumerate() {
@@ -155,6 +256,11 @@ fn main() -> Result<()> {
             })
             .collect();
         writeln!(md, "| {d} | {} |", cells.join(" | "))?;
+    }
+    writeln!(md, "\nPer seed (seeds 0, 1, ...):\n")?;
+    for (di, d) in o.delays.iter().enumerate() {
+        let cells: Vec<String> = (0..MODES.len()).map(|mi| results[mi][di].iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join(", ")).collect();
+        writeln!(md, "- d = {d}: {}", MODES.iter().zip(&cells).map(|(m, c)| format!("{m} {c}")).collect::<Vec<_>>().join("; "))?;
     }
     std::fs::write(o.out.join("sweep.md"), &md)?;
     print!("\n{md}");

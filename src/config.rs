@@ -93,6 +93,11 @@ pub struct TrainConfig {
     /// gradients, so the first few hundred training steps come out several
     /// times larger than lr and undo the flossing
     pub floss_separate_optimizer: bool,
+    /// start from the parameters in this run directory's checkpoint (or
+    /// this checkpoint file) instead of a fresh initialisation; the training
+    /// optimizer starts fresh, a separate flossing optimizer carries over
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
     // --- model options
     /// LSTM: initial forget-gate bias
     pub forget_bias: f64,
@@ -232,6 +237,7 @@ impl Default for TrainConfig {
             floss_transient: 10,
             floss_trajectories: 0,
             floss_separate_optimizer: true,
+            init_from: None,
         }
     }
 }
@@ -286,8 +292,8 @@ impl TrainConfig {
         if self.hidden == 0 || self.batch == 0 {
             bail!("--hidden and --batch must be positive (got hidden {}, batch {})", self.hidden, self.batch);
         }
-        if self.steps == 0 {
-            bail!("--steps must be positive");
+        if self.steps == 0 && (self.floss_before == 0 || self.task.is_lm()) {
+            bail!("--steps must be positive (0 is allowed only for a flossing-only run, with --floss-before)");
         }
         if self.log_every == 0 || self.checkpoint_every == 0 {
             bail!("log_every and checkpoint_every must be positive");
@@ -335,6 +341,9 @@ impl TrainConfig {
         }
         if self.root_input_x && (self.model != ModelKind::Warp || self.task.is_lm()) {
             bail!("--root-input-x is for --model warp on dense inputs (not the language-modelling tasks)");
+        }
+        if self.init_from.is_some() && self.task.is_lm() {
+            bail!("--init-from is not implemented for the language-modelling tasks (ptb, text) yet");
         }
         if self.task.is_lm() {
             return self.validate_lm();

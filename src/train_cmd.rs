@@ -137,6 +137,10 @@ pub struct TrainArgs {
     /// count, the default) or shared (the training optimizer's)
     #[arg(long, value_name = "shared|separate")]
     floss_optimizer: Option<String>,
+    /// start from the parameters of the run in DIR (its checkpoint), e.g. a
+    /// flossing-only run (--steps 0 --floss-before n); fresh training optimizer
+    #[arg(long, value_name = "DIR")]
+    init_from: Option<PathBuf>,
     /// lstm: initial forget-gate bias
     #[arg(long)]
     forget_bias: Option<f64>,
@@ -281,6 +285,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(floss_weight);
     set!(floss_k);
     set!(floss_len);
+    if let Some(d) = &a.init_from {
+        c.init_from = Some(d.display().to_string());
+    }
     if let Some(v) = &a.floss_optimizer {
         c.floss_separate_optimizer = match v.as_str() {
             "shared" => false,

@@ -198,3 +198,43 @@ fn gpu_backend_applies_flossing_updates_like_the_cpu() {
     let _ = std::fs::remove_dir_all(&dc);
     let _ = std::fs::remove_dir_all(&dg);
 }
+
+/// A flossing-only run (`steps = 0`) and a run started from it with
+/// `init_from` train exactly as one run with `floss_before` does, bursts
+/// and all (the flossing optimizer's moments and update count carry over),
+/// also on another delay, since flossing sees only the task's inputs.
+/// This is what lets a sweep floss once per seed for every delay.
+#[test]
+fn init_from_a_flossing_only_run_continues_as_one_run() {
+    let whole_cfg = small_flossing();
+    let mut floss_only = whole_cfg.clone();
+    (floss_only.steps, floss_only.delay) = (0, 2);
+    let mut rest = whole_cfg.clone();
+    rest.floss_before = 0;
+    let (dw, df, dr) = (tmp("init-whole"), tmp("init-floss-only"), tmp("init-rest"));
+    let whole = run(&whole_cfg, &Engine::Cpu, &dw, false);
+    let flossed = run(&floss_only, &Engine::Cpu, &df, false);
+    assert!(flossed.iter().all(|l| l.phase.as_deref() == Some("floss")));
+    rest.init_from = Some(df.display().to_string());
+    let continued = run(&rest, &Engine::Cpu, &dr, false);
+    let model = build_model(&whole_cfg).unwrap().1;
+    let (a, b) = (Checkpoint::load(&model, &dw.join(CHECKPOINT_FILE)).unwrap(), Checkpoint::load(&model, &dr.join(CHECKPOINT_FILE)).unwrap());
+    assert_eq!(a.params, b.params);
+    assert_eq!((a.floss_m, a.floss_updates), (b.floss_m, b.floss_updates));
+    assert_eq!(a.floss_updates, Some(4 + 3 * 4));
+    // the training lines and the bursts' lines match; the flossing-before lines are in the other run
+    let key = |v: &[MetricsLine]| v.iter().filter(|l| l.step > 0).map(|l| (l.step, l.phase.clone(), l.loss, l.floss_updates)).collect::<Vec<_>>();
+    assert_eq!(key(&whole), key(&continued));
+    // wrong shapes and missing runs are refused with the reason
+    let mut other = rest.clone();
+    other.hidden = 13;
+    let e = train_on(&other, &RunOptions { out: tmp("init-bad"), resume: false, verbose: false }, &Engine::Cpu).unwrap_err();
+    assert!(format!("{e:#}").contains("hidden 12"), "{e:#}");
+    other = rest.clone();
+    other.init_from = Some(tmp("init-nowhere").display().to_string());
+    let e = train_on(&other, &RunOptions { out: tmp("init-bad2"), resume: false, verbose: false }, &Engine::Cpu).unwrap_err();
+    assert!(format!("{e:#}").contains("no checkpoint"), "{e:#}");
+    for d in [dw, df, dr, tmp("init-bad"), tmp("init-bad2")] {
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

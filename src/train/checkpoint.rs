@@ -26,6 +26,9 @@ pub struct Checkpoint {
     /// separate`); empty when flossing shares the training optimizer
     pub floss_m: Vec<f32>,
     pub floss_v: Vec<f32>,
+    /// flossing updates made so far (before training and in bursts); None
+    /// in checkpoints from before it was recorded
+    pub floss_updates: Option<u64>,
     pub data_rng: [u64; 4],
     /// training loss summed over the steps since the last metrics line, and
     /// their count, so a resumed run logs exactly what an unbroken one does
@@ -58,6 +61,9 @@ impl Checkpoint {
         meta.insert("output".to_string(), self.dims.output.to_string());
         meta.insert("bias".to_string(), self.bias.to_string());
         meta.insert("step".to_string(), self.step.to_string());
+        if let Some(n) = self.floss_updates {
+            meta.insert("floss_updates".to_string(), n.to_string());
+        }
         meta.insert("data_rng".to_string(), self.data_rng.map(|x| x.to_string()).join(","));
         // {:?} prints the shortest string that parses back to the same f64
         meta.insert("log_acc".to_string(), format!("{:?},{}", self.log_acc.0, self.log_acc.1));
@@ -108,6 +114,10 @@ impl Checkpoint {
             Some(Some((a, n))) => (a.parse().context("bad log_acc")?, n.parse().context("bad log_acc")?),
             _ => (0.0, 0),
         };
+        let floss_updates = match meta.get("floss_updates") {
+            Some(s) => Some(s.parse().context("metadata field 'floss_updates' is not a number")?),
+            None => None,
+        };
         let layout = model.layout();
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t = st.tensor(name).map_err(|_| anyhow::anyhow!("tensor '{name}' is missing"))?;
@@ -135,6 +145,7 @@ impl Checkpoint {
             optim_v: read("optim.v", &[n])?,
             floss_m,
             floss_v,
+            floss_updates,
             data_rng,
             log_acc,
         })
@@ -198,6 +209,7 @@ mod tests {
             optim_v: vec![0.25; n],
             floss_m: Vec::new(),
             floss_v: Vec::new(),
+            floss_updates: None,
             data_rng: [1, 2, 3, u64::MAX],
             log_acc: (0.1 + 0.2, 7),
         };
@@ -207,7 +219,7 @@ mod tests {
         ck.save(&m, &path).unwrap();
         assert_eq!(Checkpoint::load(&m, &path).unwrap(), ck);
         // with the flossing optimizer's own moments
-        let ck2 = Checkpoint { floss_m: vec![-1.5; n], floss_v: vec![2.0; n], ..ck.clone() };
+        let ck2 = Checkpoint { floss_m: vec![-1.5; n], floss_v: vec![2.0; n], floss_updates: Some(500), ..ck.clone() };
         ck2.save(&m, &path).unwrap();
         assert_eq!(Checkpoint::load(&m, &path).unwrap(), ck2);
         ck.save(&m, &path).unwrap();

@@ -182,6 +182,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
             optim_v: v_,
             floss_m: Vec::new(),
             floss_v: Vec::new(),
+            floss_updates: None,
             data_rng: [0; 4],
             log_acc: (0.0, 0),
         };

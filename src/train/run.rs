@@ -100,7 +100,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let fallback = if cfg.device == "auto" && matches!(engine, Engine::Cpu) { " (no Vulkan, Metal or DX12 adapter found)" } else { "" };
     say(format!("device: {}{fallback}", engine.describe()));
 
-    let (params, m, v, start, data_rng, log_acc, floss_moments) = if opts.resume {
+    let (params, m, v, start, data_rng, log_acc, floss_moments, floss_done) = if opts.resume {
         let ck = Checkpoint::load(&model, &ck_path)?;
         if ck.step >= cfg.steps {
             bail!("{} is already at step {} of {}; pass a larger --steps to train further", dir.display(), ck.step, cfg.steps);
@@ -114,14 +114,24 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         say(format!("resuming {} from step {}", dir.display(), ck.step));
         let floss_moments = (!ck.floss_m.is_empty()).then(|| (ck.floss_m.clone(), ck.floss_v.clone()));
-        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng), ck.log_acc, floss_moments)
+        let floss_done = ck.floss_updates.unwrap_or_else(|| cfg.floss_updates_through(ck.step));
+        (ck.params, Some(ck.optim_m), Some(ck.optim_v), ck.step, Rng::from_state(ck.data_rng), ck.log_acc, floss_moments, floss_done)
     } else {
         if ck_path.exists() || metrics_path.exists() {
             bail!("{} already holds a run; pass --resume {} to continue it, or choose another --out", dir.display(), dir.display());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
-        let p = cfg.initial_params(&model, &mut Rng::stream(cfg.seed, STREAM_INIT));
-        (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0), None)
+        match &cfg.init_from {
+            Some(src) => {
+                let (p, fm, n) = init_from(&model, cfg, Path::new(src))?;
+                say(format!("starting from the parameters of {src}{}", if fm.is_some() { format!(" (and its flossing optimizer, {n} updates)") } else { String::new() }));
+                (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0), fm, n)
+            }
+            None => {
+                let p = cfg.initial_params(&model, &mut Rng::stream(cfg.seed, STREAM_INIT));
+                (p, None, None, 0, Rng::stream(cfg.seed, STREAM_DATA), (0.0, 0), None, 0)
+            }
+        }
     };
     write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
     if let (Some(f), TaskKind::Ett) = (&task.ett, cfg.task) {
@@ -155,15 +165,16 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let t0 = Instant::now();
     // optimizer updates so far (training steps and flossing updates): Adam's bias correction counts both
     // (a fresh run counts its flossing-before updates as it makes them)
-    let mut floss_done = if start == 0 { 0 } else { cfg.floss_updates_through(start) };
+    let mut floss_done = floss_done;
     // with --floss-optimizer separate the training optimizer counts training
     // steps only, and flossing keeps its own moments here while training runs
     let separate = cfg.floss_separate_optimizer && cfg.flossing();
     let mut updates = if separate { start } else { start + floss_done };
     let n_params = be.params()?.len();
     let mut floss_moments = match floss_moments {
-        Some(fm) => Some(fm),
-        None if separate && floss_done > 0 => bail!(
+        Some(fm) if separate => Some(fm),
+        Some(_) => None,
+        None if separate && floss_done > 0 && opts.resume => bail!(
             "{} has no flossing optimizer state but its config asks for a separate one (a run begun before flossing had its own optimizer: set floss_separate_optimizer = false in its config.toml)",
             ck_path.display()
         ),
@@ -195,7 +206,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         };
         metrics::append(&metrics_path, &line)
     };
-    if start == 0 && cfg.floss_before > 0 {
+    if !opts.resume && cfg.floss_before > 0 {
         say(format!("flossing: {} updates before training (k = {}, Tp = {})", cfg.floss_before, cfg.floss_k, cfg.floss_len));
         if let Some(fm) = floss_moments.as_mut() {
             swap_moments(&mut *be, fm)?;
@@ -212,6 +223,13 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
         if let Some(fm) = floss_moments.as_mut() {
             swap_moments(&mut *be, fm)?;
+        }
+        if cfg.steps == 0 {
+            // a flossing-only run: its checkpoint is what --init-from starts from
+            let (m, v) = be.optim_state()?;
+            let (floss_m, floss_v) = floss_moments.clone().unwrap_or_default();
+            let ck = Checkpoint { model: model.kind(), dims: model.dims(), bias: model.has_bias(), step: 0, params: be.params()?, optim_m: m, optim_v: v, floss_m, floss_v, floss_updates: Some(floss_done), data_rng: data_rng.state(), log_acc: (0.0, 0) };
+            ck.save(&model, &ck_path)?;
         }
     }
     let (mut acc_loss, mut acc_n, mut last_log_t, mut last_log_step) = (log_acc.0, log_acc.1, 0.0f64, start);
@@ -310,7 +328,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {
             let (m, v) = be.optim_state()?;
             let (floss_m, floss_v) = floss_moments.clone().unwrap_or_default();
-            let ck = Checkpoint { model: model.kind(), dims: model.dims(), bias: model.has_bias(), step, params: be.params()?, optim_m: m, optim_v: v, floss_m, floss_v, data_rng: data_rng.state(), log_acc: pending };
+            let ck = Checkpoint { model: model.kind(), dims: model.dims(), bias: model.has_bias(), step, params: be.params()?, optim_m: m, optim_v: v, floss_m, floss_v, floss_updates: Some(floss_done), data_rng: data_rng.state(), log_acc: pending };
             ck.save(&model, &ck_path)?;
             last_ck_step = Some(step);
         }
@@ -323,7 +341,9 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     }
     let lines = metrics::read(&metrics_path)?;
     let title = format!("{} on {:?} (T = {}, hidden {})", model.kind().name(), cfg.task, cfg.seq_len, cfg.hidden);
-    crate::plot::loss_svg(&dir.join(LOSS_PLOT), &lines, &title)?;
+    if cfg.steps > 0 {
+        crate::plot::loss_svg(&dir.join(LOSS_PLOT), &lines, &title)?;
+    }
     if cfg.flossing() {
         crate::plot::floss_svg(&dir.join(FLOSS_PLOT), &lines, &format!("gradient flossing (k = {}, Tp = {})", cfg.floss_k, cfg.floss_len))?;
     }
@@ -348,6 +368,24 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     }
     say(format!("done: {} (loss {final_loss:.5}, baseline {baseline:.5})", dir.display()));
     Ok(RunSummary { steps: cfg.steps, final_loss, baseline_loss: baseline, device: engine.describe() })
+}
+
+/// What `init_from` starts a run with: the parameters of the checkpoint in
+/// `src` (a run directory or a checkpoint file) and, when both runs floss
+/// with a separate optimizer, that optimizer's moments and update count, so
+/// a run started from a flossing-only run continues as one run with
+/// `--floss-before` would. The training optimizer always starts fresh.
+fn init_from(model: &Model, cfg: &TrainConfig, src: &Path) -> Result<(Vec<f32>, Option<(Vec<f32>, Vec<f32>)>, u64)> {
+    let file = if src.is_dir() { src.join(CHECKPOINT_FILE) } else { src.to_path_buf() };
+    if !file.exists() {
+        bail!("--init-from {}: there is no checkpoint at {}", src.display(), file.display());
+    }
+    let ck = Checkpoint::load(model, &file).with_context(|| format!("--init-from {}", src.display()))?;
+    let separate = cfg.floss_separate_optimizer && cfg.flossing();
+    match (separate, ck.floss_m.is_empty(), ck.floss_updates) {
+        (true, false, Some(n)) => Ok((ck.params, Some((ck.floss_m, ck.floss_v)), n)),
+        _ => Ok((ck.params, None, 0)),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
