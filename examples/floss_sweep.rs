@@ -113,6 +113,13 @@ fn parse() -> Result<Opts> {
 
 const MODES: [&str; 3] = ["plain", "floss before", "floss before + during"];
 
+enum Job {
+    /// the flossing-only run of a seed
+    Floss(u64),
+    /// (delay index, delay, seed, mode)
+    Train(usize, usize, u64, usize),
+}
+
 /// The run in `dir` finished with exactly this config: a restarted sweep keeps it.
 fn finished(cfg: &TrainConfig, dir: &Path) -> bool {
     let mut c = cfg.clone();
@@ -131,8 +138,8 @@ fn run_or_keep(cfg: &TrainConfig, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run `jobs` closures on `n` threads, the first error wins.
-fn parallel<T: Sync>(n: usize, items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+/// Run `f` on every item on `n` threads; the first error wins.
+fn parallel<T: Sync>(n: usize, items: &[T], f: &(impl Fn(&T) -> Result<()> + Sync)) -> Result<()> {
     let next = AtomicUsize::new(0);
     let err = Mutex::new(None);
     std::thread::scope(|s| {
@@ -185,27 +192,19 @@ fn main() -> Result<()> {
     // flossed run starts from it (exactly as one run with --floss-before)
     let shared_floss = o.floss_separate_optimizer && o.floss_before > 0;
     let floss_dir = |seed: u64| o.out.join(format!("floss-seed{seed}"));
-    if shared_floss {
-        let seeds: Vec<u64> = (0..o.seeds).collect();
-        parallel(o.jobs, &seeds, |&seed| {
-            let mut cfg = base(o.delays[0], seed);
-            (cfg.steps, cfg.floss_before) = (0, o.floss_before);
-            run_or_keep(&cfg, &floss_dir(seed))?;
-            println!("seed {seed}: {} flossing updates done", o.floss_before);
-            Ok(())
-        })?;
-    }
-    let mut jobs = Vec::new();
-    for (di, &d) in o.delays.iter().enumerate() {
-        for seed in 0..o.seeds {
-            for mi in 0..MODES.len() {
-                jobs.push((di, d, seed, mi));
-            }
-        }
-    }
     // results[mode][delay] = final accuracies over seeds
     let results = Mutex::new(vec![vec![Vec::new(); o.delays.len()]; MODES.len()]);
-    parallel(o.jobs, &jobs, |&(di, d, seed, mi)| {
+    let job = |j: &Job| -> Result<()> {
+        let (di, d, seed, mi) = match *j {
+            Job::Floss(seed) => {
+                let mut cfg = base(o.delays[0], seed);
+                (cfg.steps, cfg.floss_before) = (0, o.floss_before);
+                run_or_keep(&cfg, &floss_dir(seed))?;
+                println!("seed {seed}: {} flossing updates done", o.floss_before);
+                return Ok(());
+            }
+            Job::Train(di, d, seed, mi) => (di, d, seed, mi),
+        };
         let mut cfg = base(d, seed);
         if mi >= 1 {
             if shared_floss {
@@ -226,7 +225,27 @@ fn main() -> Result<()> {
         println!("d = {d:>3}  seed {seed}  {:<22} final accuracy {a:.3}", MODES[mi]);
         results.lock().unwrap()[mi][di].push((seed, a));
         Ok(())
-    })?;
+    };
+    // first the flossing-only runs beside the plain ones, then the runs that
+    // start from them, the longest (with bursts) first
+    let (mut first, mut then) = (Vec::new(), Vec::new());
+    if shared_floss {
+        first.extend((0..o.seeds).map(Job::Floss));
+    }
+    for mi in (0..MODES.len()).rev() {
+        for (di, &d) in o.delays.iter().enumerate() {
+            for seed in 0..o.seeds {
+                let j = Job::Train(di, d, seed, mi);
+                if mi == 0 || !shared_floss {
+                    first.push(j);
+                } else {
+                    then.push(j);
+                }
+            }
+        }
+    }
+    parallel(o.jobs, &first, &job)?;
+    parallel(o.jobs, &then, &job)?;
     let results: Vec<Vec<Vec<f64>>> = results
         .into_inner()
         .unwrap()
