@@ -148,6 +148,10 @@ pub struct TrainConfig {
     pub min_improvement: f64,
     /// stop after this many divisions
     pub max_divides: u64,
+    /// how a language model's weights start: scaled (the families' own
+    /// scales, token embeddings N(0, 0.5²)) | reference (every weight
+    /// N(0, 0.05²) and a zero readout, as the SCRN reference code)
+    pub lm_init: crate::train::lm::LmInit,
     /// train on the first N training tokens only (quick runs; unset = all)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_tokens: Option<usize>,
@@ -221,6 +225,7 @@ impl Default for TrainConfig {
             lr_divide: 2.0,
             min_improvement: 1.003,
             max_divides: 6,
+            lm_init: crate::train::lm::LmInit::Scaled,
             train_tokens: None,
             perm_seed: DEFAULT_PERM_SEED,
             train_examples: None,

@@ -210,6 +210,9 @@ pub struct TrainArgs {
     /// language modelling: stop after this many divisions of the learning rate
     #[arg(long)]
     max_divides: Option<u64>,
+    /// language modelling: scaled | reference (every weight N(0, 0.05²), zero readout, as the SCRN reference code)
+    #[arg(long)]
+    lm_init: Option<String>,
     /// language modelling: train on the first N training tokens only
     #[arg(long, value_name = "N")]
     train_tokens: Option<usize>,
@@ -335,6 +338,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(lr_divide);
     set!(min_improvement);
     set!(max_divides);
+    if let Some(v) = &a.lm_init {
+        c.lm_init = longmem::train::lm::LmInit::parse(v)?;
+    }
     set!(perm_seed);
     if a.train_examples.is_some() {
         c.train_examples = a.train_examples;
