@@ -17,7 +17,7 @@ use std::time::Instant;
 fn random_batch(t: usize, b: usize, width: usize, rng: &mut Rng) -> Batch {
     let x = ndarray::Array3::from_shape_fn((t, b, width), |_| rng.normal() as f32);
     let y: Vec<f32> = (0..t * b * width).map(|_| rng.normal() as f32).collect();
-    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
 }
 
 fn time(be: &mut dyn Backend, batch: &Batch, reps: usize) -> (f64, f64) {

@@ -140,6 +140,11 @@ pub struct TrainConfig {
     pub level: String,
     /// truncated BPTT: time steps per segment (the state carries across)
     pub bptt: usize,
+    /// update every this many steps, each time backpropagating through the
+    /// last `bptt` (overlapping windows, as the SCRN reference code's
+    /// backprop_freq 5 with backprop_len 10); unset: `bptt`, no overlap
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bptt_stride: Option<usize>,
     /// at most this many epochs
     pub epochs: u64,
     /// divide the learning rate by this when validation perplexity does not improve
@@ -221,6 +226,7 @@ impl Default for TrainConfig {
             data: None,
             level: "word".into(),
             bptt: 35,
+            bptt_stride: None,
             epochs: 30,
             lr_divide: 2.0,
             min_improvement: 1.003,
@@ -397,6 +403,11 @@ impl TrainConfig {
         }
         if self.bptt == 0 || self.epochs == 0 {
             bail!("--bptt and --epochs must be positive");
+        }
+        if let Some(k) = self.bptt_stride {
+            if k == 0 || k > self.bptt {
+                bail!("--bptt-stride must be between 1 and --bptt ({}), got {k}", self.bptt);
+            }
         }
         if !(self.lr_divide > 1.0 && self.lr_divide.is_finite()) {
             bail!("--lr-divide must be a finite number > 1, got {}", self.lr_divide);

@@ -198,6 +198,9 @@ pub struct TrainArgs {
     /// language modelling: time steps per truncated-BPTT segment
     #[arg(long, value_name = "T")]
     bptt: Option<usize>,
+    /// language modelling: update every K steps, each time backpropagating through the last --bptt (overlapping windows, as the SCRN reference code: --bptt 10 --bptt-stride 5)
+    #[arg(long, value_name = "K")]
+    bptt_stride: Option<usize>,
     /// language modelling: at most this many epochs
     #[arg(long)]
     epochs: Option<u64>,
@@ -350,6 +353,9 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     if a.train_tokens.is_some() {
         c.train_tokens = a.train_tokens;
+    }
+    if a.bptt_stride.is_some() {
+        c.bptt_stride = a.bptt_stride;
     }
     if a.bias.is_some() {
         c.bias = a.bias;

@@ -177,24 +177,31 @@ fn scrn_fixed_alpha_without_bias() {
 
 /// Token inputs (embedding gather / CSR scatter) and a state carried across
 /// consecutive batches (truncated BPTT) give the CPU's losses, gradients and
-/// parameters, for every family.
+/// parameters, for every family; also as overlapping windows do it, with
+/// unscored leading steps (whose readout the CPU skips and the GPU masks)
+/// and the state carried from a step inside the batch.
 #[test]
 fn token_inputs_with_carried_state() {
     let Some(ctx) = test_context("gpu_train_step") else { return };
     let mut rng = Rng::seed(fresh_seed("gpu_train_step tokens"));
     let (vocab, b) = (23, 4);
-    let token_batch = |rng: &mut Rng, t_len: usize, carry: bool| {
+    // (steps, carry the state in, unscored leading steps, carry out from)
+    let shapes = [(5, false, 0, Some(3)), (5, true, 2, Some(2)), (5, true, 3, None), (2, true, 0, None)];
+    let token_batch = |rng: &mut Rng, (t_len, carry, context, carry_at): (usize, bool, usize, Option<usize>)| {
         let ids: Vec<u32> = (0..t_len * b).map(|_| rng.below(vocab) as u32).collect();
         let cls: Vec<u32> = (0..t_len * b).map(|_| rng.below(vocab) as u32).collect();
+        let mut mask = vec![1.0; t_len * b];
+        mask[..context * b].fill(0.0);
         longmem::tasks::Batch {
             x: ndarray::Array3::zeros((t_len, b, 0)),
             target: longmem::tasks::Target::Classes(cls),
-            mask: vec![1.0; t_len * b],
+            mask,
             metric_mask: vec![0.0; t_len * b],
             loss_norm: Some(1.0 / b as f64),
             tokens: Some(ids),
             carry_state: carry,
             feedback: None,
+            carry_at,
         }
     };
     for (kind, scan) in [
@@ -216,7 +223,7 @@ fn token_inputs_with_carried_state() {
             // the first batch starts from the model's own state, the rest
             // carry the state on, the last one into a shorter segment
             // (another plan)
-            let batch = token_batch(&mut rng, if step == 3 { 2 } else { 5 }, step > 0);
+            let batch = token_batch(&mut rng, shapes[step]);
             // each step from the GPU's parameters on both sides (the carried
             // states are each side's own), held to the f64 reference there
             let (m, v) = gpu.optim_state().unwrap();
@@ -252,7 +259,7 @@ fn token_inputs_with_carried_state() {
             assert_grads_close(&format!("{label} update"), &cpu.model, &u_gpu, &u_cpu, &g64);
         }
         // a carried state changes the result: the same batch from zeros differs
-        let mut batch = token_batch(&mut rng, 5, true);
+        let mut batch = token_batch(&mut rng, (5, true, 0, None));
         let (carried, _) = gpu.evaluate(&batch).unwrap();
         batch.carry_state = false;
         let (fresh, _) = gpu.evaluate(&batch).unwrap();

@@ -223,6 +223,7 @@ fn token_inputs_equal_one_hot_inputs() {
             tokens: None,
             carry_state: false,
             feedback: None,
+            carry_at: None,
         };
         let tokens = Batch { x: ndarray::Array3::zeros((t_len, b, 0)), tokens: Some(ids), ..dense.clone() };
         let (l1, g1, _) = loss_grads::<f64>(&model, &p, &dense);

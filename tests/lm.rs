@@ -197,3 +197,88 @@ fn language_model_settings_are_checked() {
         assert_eq!(corpus.vocab.len(), 10_000);
     }
 }
+
+/// Overlapping BPTT windows (`--bptt-stride`): each window starts from the
+/// state its predecessor left at `carry_at`, so with the weights held fixed
+/// the summed window losses are the split's NLL, on the CPU reference
+/// (SCRN), the fast CPU path (LSTM) and the GPU, through both the training
+/// (`gradients`) and the evaluation passes. A wrong carried state or a
+/// target scored twice would move the sum.
+#[test]
+fn overlapping_windows_carry_the_state_from_the_right_step() {
+    use longmem::train::backend::Backend;
+    let mut rng = Rng::seed(12);
+    let v = 23;
+    let tokens: Vec<u32> = (0..500).map(|_| rng.below(v) as u32).collect();
+    let streams = Streams::new(&tokens, 4).unwrap();
+    let n = streams.num_targets(1) as f64;
+    for kind in [ModelKind::Scrn, ModelKind::Lstm] {
+        let cfg = TrainConfig { model: kind, hidden: 9, context: 3, ..ptb_config() };
+        let model = lm::lm_model(&cfg, v).unwrap();
+        let p = model.init(&cfg.init_config(), &mut rng);
+        let mut cpu = CpuBackend::new(model.clone(), p.clone()).unwrap();
+        let want = split_nll(&mut cpu, &tokens, 4, 200).unwrap();
+        let mut backends: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(cpu))];
+        if let Some(ctx) = test_context("lm overlapping windows") {
+            backends.push(("gpu", Box::new(GpuBackend::new(ctx, model, &p, Default::default()).unwrap())));
+        }
+        for (name, be) in backends.iter_mut() {
+            for (bptt, stride) in [(10, 5), (7, 3), (6, 1)] {
+                let (mut by_eval, mut by_grads) = (0.0, 0.0);
+                for w in streams.windows(bptt, stride) {
+                    let b = lm::segment_batch(&w);
+                    by_eval += be.evaluate(&b).unwrap().0 as f64 * 4.0;
+                }
+                for w in streams.windows(bptt, stride) {
+                    by_grads += be.gradients(&lm::segment_batch(&w)).unwrap().0 as f64 * 4.0;
+                }
+                for (pass, got) in [("evaluate", by_eval / n), ("gradients", by_grads / n)] {
+                    assert!((got - want).abs() < 2e-5 * want, "{kind:?} {name} bptt {bptt} stride {stride} {pass}: {got} vs split NLL {want}");
+                }
+            }
+        }
+    }
+    let c = TrainConfig { bptt: 10, bptt_stride: Some(11), ..ptb_config() };
+    assert!(format!("{:#}", c.validate().unwrap_err()).contains("--bptt-stride"));
+    let c = TrainConfig { bptt_stride: Some(0), ..ptb_config() };
+    assert!(c.validate().is_err());
+}
+
+/// A run with overlapping windows takes one update per `--bptt-stride`
+/// steps of every stream, learns, and records the stride in its config.
+#[test]
+fn overlapping_windows_train_a_char_model() {
+    let dir = tmp("stride");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("text.txt");
+    let mut rng = Rng::seed(9);
+    let lexicon = ["the ", "cat ", "sat ", "on ", "a ", "mat.\n", "dog ", "ran "];
+    let text: String = (0..3000).map(|_| lexicon[rng.below(lexicon.len())]).collect();
+    std::fs::write(&file, text).unwrap();
+    let run = dir.join("run");
+    let cfg = TrainConfig {
+        task: TaskKind::Text,
+        level: "char".into(),
+        data: Some(file.display().to_string()),
+        model: ModelKind::Scrn,
+        hidden: 16,
+        context: 4,
+        bptt: 12,
+        bptt_stride: Some(4),
+        batch: 8,
+        epochs: 1,
+        log_every: 1,
+        ..ptb_config()
+    };
+    lm::train_on(&cfg, &RunOptions { out: run.clone(), resume: false, verbose: false }, &Engine::Cpu).unwrap();
+    let corpus = lm::corpus(&cfg).unwrap();
+    let windows = Streams::new(&corpus.train, 8).unwrap().num_windows(4) as u64;
+    let lines = longmem::train::metrics::read(&run.join("metrics.jsonl")).unwrap();
+    let last = lines.iter().filter(|l| l.is_training()).map(|l| l.step).max().unwrap();
+    assert_eq!(last, windows, "one update per window");
+    let r = lm::evaluate(&run, &cfg, &Engine::Cpu).unwrap();
+    assert!(r.perplexity.valid < r.vocab as f64 / 2.0, "perplexity {} of {} symbols", r.perplexity.valid, r.vocab);
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("bptt_stride = 4"), "{saved}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -55,6 +55,7 @@ fn batch(b: usize, sentences: usize, gap: usize, rng: &mut Rng) -> Batch {
         tokens: Some(ids),
         carry_state: false,
         feedback: None,
+        carry_at: None,
     }
 }
 

@@ -34,7 +34,7 @@ fn build_full(input: usize, width: usize, depth: usize, output: usize, act: Root
 fn batch(t: usize, b: usize, input: usize, output: usize, rng: &mut Rng) -> Batch {
     let x = Array3::from_shape_fn((t, b, input), |_| rng.normal() as f32);
     let y: Vec<f32> = (0..t * b * output).map(|_| rng.normal() as f32).collect();
-    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
 }
 
 /// Parameters away from the start (A = I, B = 0), so every term of the

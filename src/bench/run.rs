@@ -144,7 +144,7 @@ pub struct Report {
 pub fn random_batch(t: usize, b: usize, rng: &mut Rng) -> Batch {
     let x = ndarray::Array3::from_shape_fn((t, b, INPUT_WIDTH), |_| rng.normal() as f32);
     let y: Vec<f32> = (0..t * b * OUTPUT_WIDTH).map(|_| rng.normal() as f32).collect();
-    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
 }
 
 pub fn bench_model(case: &Case) -> Result<Model> {

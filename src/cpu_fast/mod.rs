@@ -11,22 +11,26 @@
 //! `LONGMEM_CPU_REFERENCE=1` makes the CPU backend use the reference instead.
 
 pub mod kernel;
+pub mod xent;
 mod gru;
 mod lstm;
 mod rnn;
 
 use crate::models::input::project_backward;
-use crate::models::{readout, Model};
+use crate::models::Model;
 use crate::tasks::Batch;
-use crate::train::loss::batch_loss_and_grad;
 use ndarray::{s, Array2, Array3, ArrayView2};
+
+/// Whether `LONGMEM_CPU_REFERENCE=1` asks for the reference code everywhere.
+pub fn reference_forced() -> bool {
+    // read once: this is asked on every training step
+    static REFERENCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REFERENCE.get_or_init(|| std::env::var("LONGMEM_CPU_REFERENCE").is_ok_and(|v| v == "1"))
+}
 
 /// Whether `model` has a fast path.
 pub fn supports(model: &Model) -> bool {
-    // read once: this is asked on every training step
-    static REFERENCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let reference = *REFERENCE.get_or_init(|| std::env::var("LONGMEM_CPU_REFERENCE").is_ok_and(|v| v == "1"));
-    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_)) && !reference
+    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_)) && !reference_forced()
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -75,15 +79,14 @@ pub fn forward(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>) -> 
     }
 }
 
-/// As `train::cpu::loss_grads_from` for f32: loss, gradients, outputs and last state.
+/// As `train::cpu::loss_grads_from` for f32: loss, gradients, outputs (of
+/// the scored steps) and the state the next batch carries on from.
 pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>, own_start: bool) -> (f32, Vec<f32>, Array2<f32>, Array2<f32>) {
     let input = batch.input(&batch.x);
     let fwd = forward(model, p, batch, h0);
     let layout = model.layout();
-    let y = readout::forward(p, layout, fwd.states.view(), model.readout_width());
-    let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![0f32; p.len()];
-    let d_states = readout::backward(p, layout, fwd.states.view(), model.readout_width(), &dy, &mut grads);
+    let (loss, d_states, y) = crate::train::cpu::readout_loss(model, p, fwd.states.view(), None, batch, &mut grads);
     let (d_pre, dh0) = match model {
         Model::Rnn(m) => rnn::backward(m, p, &fwd, d_states.view(), &mut grads),
         Model::Lstm(m) => lstm::backward(m, p, &fwd, d_states.view(), &mut grads),
@@ -96,7 +99,7 @@ pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f
             *g += *d;
         }
     }
-    let last = fwd.states.slice(s![batch.seq_len(), .., ..]).to_owned();
+    let last = fwd.states.slice(s![batch.carry_step(), .., ..]).to_owned();
     (loss, grads, y, last)
 }
 
@@ -158,7 +161,11 @@ pub fn exp(x: f32) -> f32 {
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the bits of n + ROUND, whose low mantissa bits hold n:
+    // integer arithmetic only, so loops vectorise (`n as i32` is a scalar
+    // saturating conversion); n + 127 lies in 1..=254 after the clamp
+    let biased = (n + ROUND).to_bits().wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 #[inline(always)]

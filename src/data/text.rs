@@ -273,6 +273,20 @@ pub struct Segment {
     pub targets: Vec<u32>,
     pub t_len: usize,
     pub batch: usize,
+    /// leading steps already scored by the window before: they run (and
+    /// pass gradients back through the recurrence) but add no loss
+    pub context: usize,
+    /// starts from the state the window before left (else the model's own)
+    pub carry_in: bool,
+    /// the next window starts from the state after this many steps
+    pub carry_at: usize,
+}
+
+impl Segment {
+    /// Steps whose targets count in the loss.
+    pub fn scored(&self) -> usize {
+        self.t_len - self.context
+    }
 }
 
 impl Streams {
@@ -304,19 +318,40 @@ impl Streams {
     /// every stream where the previous stopped, so recurrent state can be
     /// carried across; the last is shorter when `bptt` does not divide `len - 1`.
     pub fn segments(&self, bptt: usize) -> impl Iterator<Item = Segment> + '_ {
+        self.windows(bptt, bptt)
+    }
+
+    /// Overlapping windows, as Mikolov's RNNLM and the SCRN reference code
+    /// train (backprop_len `bptt`, backprop_freq `stride`): window k scores
+    /// the targets `k·stride .. (k+1)·stride` and reaches back to cover
+    /// `bptt` steps (fewer at the start of the streams), so every update
+    /// backpropagates through at least `bptt − stride + 1` steps. Each
+    /// target is scored once. `stride` is clamped to `1..=bptt`;
+    /// `stride == bptt` gives [`Streams::segments`].
+    pub fn windows(&self, bptt: usize, stride: usize) -> impl Iterator<Item = Segment> + '_ {
         let bptt = bptt.max(1);
+        let stride = stride.clamp(1, bptt);
         let b = self.batch;
-        (0..self.num_segments(bptt)).map(move |k| {
-            let i = k * bptt;
-            let t_len = bptt.min(self.len - 1 - i);
+        let targets = self.len - 1;
+        let start = move |k: usize| ((k + 1) * stride).saturating_sub(bptt);
+        (0..targets.div_ceil(stride)).map(move |k| {
+            let (a, scored_from) = (start(k), k * stride);
+            let end = ((k + 1) * stride).min(targets);
             // Time-major rows are contiguous, so a window is a plain slice.
             Segment {
-                inputs: self.data[i * b..(i + t_len) * b].to_vec(),
-                targets: self.data[(i + 1) * b..(i + 1 + t_len) * b].to_vec(),
-                t_len,
+                inputs: self.data[a * b..end * b].to_vec(),
+                targets: self.data[(a + 1) * b..(end + 1) * b].to_vec(),
+                t_len: end - a,
                 batch: b,
+                context: scored_from - a,
+                carry_in: a > 0,
+                carry_at: (start(k + 1) - a).min(end - a),
             }
         })
+    }
+
+    pub fn num_windows(&self, stride: usize) -> usize {
+        (self.len - 1).div_ceil(stride.max(1))
     }
 }
 
@@ -520,6 +555,42 @@ mod tests {
         assert!(Streams::new(&tokens, 24).is_err());
         assert!(Streams::new(&tokens, 0).is_err());
         assert_eq!(s.segments(0).count(), 10);
+    }
+
+    /// Overlapping windows score every target once, reach back `bptt`
+    /// steps where the stream allows, and say which state the next one
+    /// starts from; with `stride == bptt` they are the plain segments.
+    #[test]
+    fn overlapping_windows_score_each_target_once() {
+        let tokens: Vec<u32> = (0..3 * 24).collect();
+        let s = Streams::new(&tokens, 3).unwrap(); // len 24: 23 targets per stream
+        for (bptt, stride) in [(10, 5), (7, 3), (4, 1), (6, 6), (5, 4), (30, 7)] {
+            let wins: Vec<Segment> = s.windows(bptt, stride).collect();
+            assert_eq!(wins.len(), s.num_windows(stride), "bptt {bptt} stride {stride}");
+            let mut scored = vec![0; 23];
+            let mut start = 0; // stream position of the current window's first input
+            for (k, w) in wins.iter().enumerate() {
+                let what = format!("bptt {bptt} stride {stride} window {k}");
+                assert!(w.t_len <= bptt && w.context < w.t_len && w.carry_at <= w.t_len, "{what}: {w:?}");
+                assert_eq!(w.carry_in, start > 0, "{what}");
+                for t in 0..w.t_len {
+                    assert_eq!(w.inputs[t * 3 + 1], tokens[24 + start + t], "{what}: input {t}");
+                    assert_eq!(w.targets[t * 3 + 1], tokens[24 + start + t + 1], "{what}: target {t}");
+                    if t >= w.context {
+                        scored[start + t] += 1;
+                    }
+                }
+                // it scores targets k·stride.. and reaches back bptt − stride
+                // steps before them, or to the stream's start
+                assert_eq!(start + w.context, k * stride, "{what}");
+                assert_eq!(w.context, (k * stride).min(bptt - stride), "{what}");
+                start += w.carry_at;
+            }
+            assert!(scored.iter().all(|&n| n == 1), "bptt {bptt} stride {stride}: targets scored {scored:?}");
+        }
+        let plain: Vec<Segment> = s.segments(6).collect();
+        assert_eq!(plain, s.windows(6, 6).collect::<Vec<_>>());
+        assert!(plain.iter().all(|w| w.context == 0 && w.carry_at == w.t_len));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn batch(kind: Delayed, t_len: usize, delay: usize, b: usize, rng: &mut Rng)
             mask[t * b + j] = 1.0;
         }
     }
-    Batch { x, target: Target::Classes(cls), metric_mask: mask.clone(), mask, loss_norm: None, tokens: None, carry_state: false, feedback: None }
+    Batch { x, target: Target::Classes(cls), metric_mask: mask.clone(), mask, loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ pub fn windows(series: &[Array2<f32>], picks: &[(usize, usize)], w: usize) -> Ba
             y.extend(series[si].row(s + i + 1).iter());
         }
     }
-    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+    Batch { x, target: Target::Values(y), mask: vec![1.0; t * b], metric_mask: vec![0.0; t * b], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
 }
 
 #[cfg(test)]

@@ -143,7 +143,7 @@ impl FilterSpec {
                 }
             }
         }
-        Batch { x, target: Target::Values(y), mask: vec![1.0; t_len * b], metric_mask: vec![0.0; t_len * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+        Batch { x, target: Target::Values(y), mask: vec![1.0; t_len * b], metric_mask: vec![0.0; t_len * b], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
     }
 
     /// Lags the population objective sums over.
@@ -163,7 +163,7 @@ impl FilterSpec {
                 y[(t * c + ch) * c + ch] = *gt as f32;
             }
         }
-        Batch { x, target: Target::Values(y), mask: vec![1.0; k * c], metric_mask: vec![0.0; k * c], loss_norm: Some(0.5), tokens: None, carry_state: false, feedback: None }
+        Batch { x, target: Target::Values(y), mask: vec![1.0; k * c], metric_mask: vec![0.0; k * c], loss_norm: Some(0.5), tokens: None, carry_state: false, feedback: None, carry_at: None }
     }
 }
 

@@ -89,7 +89,7 @@ pub fn batch(set: &Mnist, idx: &[usize], perm: Option<&[u16]>) -> Batch {
         cls[last] = set.labels[i] as u32;
         mask[last] = 1.0;
     }
-    Batch { x, target: Target::Classes(cls), mask: mask.clone(), metric_mask: mask, loss_norm: None, tokens: None, carry_state: false, feedback: None }
+    Batch { x, target: Target::Classes(cls), mask: mask.clone(), metric_mask: mask, loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
 }
 
 /// Images as series for completion: each `(784, 1)`, pixel/255, row by row.

@@ -127,6 +127,9 @@ pub struct Batch {
     /// model's own prediction of it (made at the step before), 0 where it
     /// is the data; None: the data everywhere (teacher forcing)
     pub feedback: Option<Vec<f32>>,
+    /// the state after this many steps is what the next batch carrying its
+    /// state starts from (overlapping BPTT windows); None: after the last
+    pub carry_at: Option<usize>,
 }
 
 impl Batch {
@@ -143,6 +146,10 @@ impl Batch {
     }
     pub fn batch(&self) -> usize {
         self.x.dim().1
+    }
+    /// The step whose state the next batch carries on from.
+    pub fn carry_step(&self) -> usize {
+        self.carry_at.unwrap_or(self.seq_len())
     }
 }
 
@@ -330,7 +337,7 @@ impl Task {
                 metric[t * b + j] = 1.0;
             }
         }
-        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None, tokens: None, carry_state: false, feedback: None }
+        Batch { x, target: Target::Classes(cls), mask: vec![1.0; len * b], metric_mask: metric, loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
     }
 
     fn adding_batch(&self, b: usize, rng: &mut Rng) -> Batch {
@@ -351,7 +358,7 @@ impl Task {
             values[last] = x[[m1, j, 0]] + x[[m2, j, 0]];
             mask[last] = 1.0;
         }
-        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None, tokens: None, carry_state: false, feedback: None }
+        Batch { x, target: Target::Values(values), mask, metric_mask: vec![0.0; len * b], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None }
     }
 }
 

@@ -1,20 +1,22 @@
 //! The CPU backend: the reference model in f32 with the CPU optimizer.
 
 use super::backend::{Backend, StepOut};
-use super::loss::{batch_loss, batch_loss_and_grad};
+use super::loss::{batch_loss, batch_loss_and_grad, batch_loss_norm, class_loss_and_grad};
 use super::optim::{apply, Hyper};
 use crate::models::{input::check_tokens, Model};
 use crate::real::Real;
-use crate::tasks::Batch;
+use crate::tasks::{Batch, Target};
 use anyhow::{ensure, Result};
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
+use std::borrow::Cow;
 
 pub struct CpuBackend {
     pub model: Model,
     params: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
-    /// the last state of the previous batch (truncated BPTT over streams)
+    /// the state the previous batch left for the next (truncated BPTT over
+    /// streams): its last, or the one at its `carry_at`
     carried: Option<Array2<f32>>,
 }
 
@@ -25,7 +27,7 @@ impl CpuBackend {
         Ok(CpuBackend { model, params, m: vec![0.0; n], v: vec![0.0; n], carried: None })
     }
 
-    /// The last state of the previous batch, kept for a batch that carries
+    /// The state the previous batch left (see `carried`), kept for a batch that carries
     /// its state on (None before the first batch).
     pub fn carried_state(&self) -> Option<&Array2<f32>> {
         self.carried.as_ref()
@@ -57,6 +59,9 @@ impl CpuBackend {
 
 /// Token ids must index the model's input width.
 pub fn check_input(model: &Model, batch: &Batch) -> Result<()> {
+    if let Some(at) = batch.carry_at {
+        ensure!(at <= batch.seq_len(), "batch carries the state after step {at} of {}", batch.seq_len());
+    }
     if let Some(fb) = &batch.feedback {
         ensure!(matches!(model, Model::Warp(_)), "fed-back predictions (--forcing < 1) are for --model warp, not {}", model.kind().name());
         ensure!(fb.len() == batch.seq_len() * batch.batch(), "batch has {} feedback flags for {} rows", fb.len(), batch.seq_len() * batch.batch());
@@ -80,8 +85,46 @@ pub fn loss_grads<F: Real>(model: &Model, p: &[F], batch: &Batch) -> (F, Vec<F>,
     (loss, grads, y)
 }
 
-/// As [`loss_grads`] from the initial state `h0`; also returns the last
-/// state. `own_start`: h0 is the model's own, so a learned h0 gets dL/dh0.
+/// Leading time steps of a token batch with class targets whose rows all
+/// have mask 0 (the context of an overlapping language-model window): no
+/// output of theirs is scored, so the training passes skip their readout.
+pub fn unscored_lead(batch: &Batch) -> usize {
+    if batch.tokens.is_none() || !matches!(batch.target, Target::Classes(_)) {
+        return 0;
+    }
+    let b = batch.batch();
+    (0..batch.seq_len()).take_while(|&t| batch.mask[t * b..(t + 1) * b].iter().all(|&m| m == 0.0)).count()
+}
+
+/// The readout and loss of `states` `(T + 1, B, S)` over the scored steps
+/// (from [`unscored_lead`] on): the loss, dL/d(states 1..=T) (zero for the
+/// skipped steps), and the outputs of the scored steps. Adds the readout's
+/// parameter gradients to `grads`.
+pub fn readout_loss<F: Real>(model: &Model, p: &[F], states: ArrayView3<F>, dense: Option<ArrayView3<F>>, batch: &Batch, grads: &mut [F]) -> (F, Array3<F>, Array2<F>) {
+    let skip = unscored_lead(batch);
+    let rows = skip * batch.batch();
+    let tail = states.slice(s![skip.., .., ..]);
+    let y = model.readout_forward_x(p, tail, dense);
+    let norm = batch_loss_norm(batch, y.dim().1);
+    let target = match &batch.target {
+        Target::Classes(c) if skip > 0 => Cow::Owned(Target::Classes(c[rows..].to_vec())),
+        t => Cow::Borrowed(t),
+    };
+    let (loss, dy) = class_loss_and_grad(&y, &target, &batch.mask[rows..], norm);
+    let d_tail = model.readout_backward(p, tail, dense, &dy, grads);
+    if skip == 0 {
+        return (loss, d_tail, y);
+    }
+    let (t, b, w) = (batch.seq_len(), batch.batch(), d_tail.dim().2);
+    let mut d_states = Array3::zeros((t, b, w));
+    d_states.slice_mut(s![skip.., .., ..]).assign(&d_tail);
+    (loss, d_states, y)
+}
+
+/// As [`loss_grads`] from the initial state `h0`; also returns the state
+/// the next batch carries on from (the last, unless `batch.carry_at` says
+/// otherwise). `own_start`: h0 is the model's own, so a learned h0 gets
+/// dL/dh0. The outputs are those of the scored steps ([`readout_loss`]).
 pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: ArrayView2<F>, own_start: bool) -> (F, Vec<F>, Array2<F>, Array2<F>) {
     let x = batch.x.mapv(F::from_f32);
     if let (Some(fb), Model::Warp(w)) = (&batch.feedback, model) {
@@ -89,23 +132,21 @@ pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: Array
         let (loss, dy) = batch_loss_and_grad(&tr.y, batch);
         let mut grads = vec![F::zero(); p.len()];
         w.backward_ar(p, x.view(), fb, &tr, dy.view(), &mut grads);
-        let last = tr.states.slice(s![batch.seq_len(), .., ..]).to_owned();
+        let last = tr.states.slice(s![batch.carry_step(), .., ..]).to_owned();
         return (loss, grads, tr.y, last);
     }
     let input = batch.input(&x);
     let states = model.forward(p, input, h0);
     let dense = batch.tokens.is_none().then(|| x.view());
-    let y = model.readout_forward_x(p, states.view(), dense);
-    let (loss, dy) = batch_loss_and_grad(&y, batch);
     let mut grads = vec![F::zero(); p.len()];
-    let d_states = model.readout_backward(p, states.view(), dense, &dy, &mut grads);
+    let (loss, d_states, y) = readout_loss(model, p, states.view(), dense, batch, &mut grads);
     let dh0 = model.backward(p, input, states.view(), d_states.view(), &mut grads);
     if let (true, Some(v)) = (own_start, model.learned_h0()) {
         for (g, d) in grads[v.range()].iter_mut().zip(dh0.sum_axis(ndarray::Axis(0)).iter()) {
             *g = *g + *d;
         }
     }
-    let last = states.slice(s![batch.seq_len(), .., ..]).to_owned();
+    let last = states.slice(s![batch.carry_step(), .., ..]).to_owned();
     (loss, grads, y, last)
 }
 
@@ -145,7 +186,7 @@ impl Backend for CpuBackend {
         } else {
             self.model.forward(&self.params, batch.input(&batch.x), h0.view())
         };
-        self.carried = Some(states.slice(s![batch.seq_len(), .., ..]).to_owned());
+        self.carried = Some(states.slice(s![batch.carry_step(), .., ..]).to_owned());
         let y = self.model.readout_forward_x(&self.params, states.view(), batch.tokens.is_none().then(|| batch.x.view()));
         let loss = batch_loss(&y, batch);
         Ok((loss, y.into_raw_vec_and_offset().0))

@@ -22,12 +22,13 @@ struct ShapePlan {
     /// token ids in `x`, CSR lists in `csr`
     tokens: bool,
     csr: wgpu::Buffer,
-    /// the last state, carried to the next batch of this shape when it asks
+    /// the state carried to the next batch of this batch size when it asks
     carry: wgpu::Buffer,
     carry_in: bool,
-    /// bytes of one state slot (B·S f32) and the offset of slot T
+    /// byte offset in `states` of the state the next batch carries on from
+    carry_out: u64,
+    /// bytes of one state slot (B·S f32)
     slot_bytes: u64,
-    last_off: u64,
     outs: usize,
     loss_kind: u32,
     x: wgpu::Buffer,
@@ -192,8 +193,8 @@ impl GpuBackend {
             csr,
             carry,
             carry_in: false,
+            carry_out: (t_len * batch * s * 4) as u64,
             slot_bytes: (batch * s * 4) as u64,
-            last_off: (t_len * batch * s * 4) as u64,
             outs: o,
             loss_kind,
             x,
@@ -221,6 +222,7 @@ impl GpuBackend {
         let ctx = &*self.ctx;
         let plan = self.plans.get_mut(&key).expect("plan just made");
         plan.carry_in = batch.carry_state;
+        plan.carry_out = batch.carry_step() as u64 * plan.slot_bytes;
         let plan = &*plan;
         match &batch.tokens {
             Some(ids) if plan.tokens => {
@@ -275,7 +277,7 @@ impl GpuBackend {
         if update {
             ops::encode(ctx, &mut enc, &plan.update);
         }
-        enc.copy_buffer_to_buffer(&plan.states, plan.last_off, &plan.carry, 0, plan.slot_bytes);
+        enc.copy_buffer_to_buffer(&plan.states, plan.carry_out, &plan.carry, 0, plan.slot_bytes);
         enc.copy_buffer_to_buffer(&self.stats, 0, &self.staging, 0, 8);
         ctx.queue.submit([enc.finish()]);
         let v = ops::map_read(ctx, &self.staging, 2)?;

@@ -107,18 +107,22 @@ pub fn init_params(model: &Model, cfg: &TrainConfig) -> Vec<f32> {
     p
 }
 
-/// A segment as a batch of token inputs with next-token targets.
-pub fn segment_batch(seg: &Segment, carry_state: bool) -> Batch {
+/// A segment as a batch of token inputs with next-token targets; its
+/// context steps (the overlap with the window before) are masked out.
+pub fn segment_batch(seg: &Segment) -> Batch {
     let rows = seg.t_len * seg.batch;
+    let mut mask = vec![1.0; rows];
+    mask[..seg.context * seg.batch].fill(0.0);
     Batch {
         x: ndarray::Array3::zeros((seg.t_len, seg.batch, 0)),
         target: Target::Classes(seg.targets.clone()),
-        mask: vec![1.0; rows],
+        mask,
         metric_mask: vec![0.0; rows],
         loss_norm: Some(1.0 / seg.batch as f64),
         tokens: Some(seg.inputs.clone()),
-        carry_state,
+        carry_state: seg.carry_in,
         feedback: None,
+        carry_at: Some(seg.carry_at),
     }
 }
 
@@ -128,7 +132,7 @@ pub fn split_nll(be: &mut dyn Backend, tokens: &[u32], batch: usize, bptt: usize
     let streams = Streams::new(tokens, batch)?;
     let (mut total, mut n) = (0.0, 0usize);
     for (i, seg) in streams.segments(bptt).enumerate() {
-        let (loss, _) = be.evaluate(&segment_batch(&seg, i > 0))?;
+        let (loss, _) = be.evaluate(&segment_batch(&seg))?;
         ensure!(loss.is_finite(), "the model's loss is not finite on segment {i}");
         total += loss as f64 * seg.batch as f64;
         n += seg.t_len * seg.batch;
@@ -244,7 +248,8 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
 
     let optim = cfg.optim();
     let train_streams = Streams::new(&corpus.train, cfg.batch)?;
-    let per_epoch = train_streams.num_segments(cfg.bptt) as u64;
+    let stride = cfg.bptt_stride.unwrap_or(cfg.bptt);
+    let per_epoch = train_streams.num_windows(stride) as u64;
     let started = Instant::now();
     let bar = (opts.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let b = indicatif::ProgressBar::new(per_epoch);
@@ -259,14 +264,14 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         if let Some(b) = &bar {
             b.reset();
         }
-        for (i, seg) in train_streams.segments(cfg.bptt).enumerate() {
+        for seg in train_streams.windows(cfg.bptt, stride) {
             st.step += 1;
             let h = optim.hyper(lr, st.step);
-            let out = be.train_step(&segment_batch(&seg, i > 0), &h)?;
+            let out = be.train_step(&segment_batch(&seg), &h)?;
             if !out.loss.is_finite() {
                 bail!("the training loss became non-finite at step {} (epoch {epoch}); lower --lr or --clip", st.step);
             }
-            acc += out.loss as f64 / seg.t_len as f64;
+            acc += out.loss as f64 / seg.scored() as f64;
             norm_acc += out.grad_norm as f64;
             acc_n += 1;
             if st.step.is_multiple_of(cfg.log_every) {

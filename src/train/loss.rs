@@ -25,7 +25,32 @@ pub fn batch_loss_norm(batch: &crate::tasks::Batch, outputs: usize) -> f64 {
 
 /// Returns (loss, dL/dy) for a batch's targets.
 pub fn batch_loss_and_grad<F: Real>(y: &Array2<F>, batch: &crate::tasks::Batch) -> (F, Array2<F>) {
-    loss_and_grad_with_norm(y, &batch.target, &batch.mask, batch_loss_norm(batch, y.dim().1))
+    let norm = batch_loss_norm(batch, y.dim().1);
+    class_loss_and_grad(y, &batch.target, &batch.mask, norm)
+}
+
+/// (loss, dL/dy) of the rows `y` against `target` and `mask` (which may be
+/// a tail of a batch's rows) with the given normaliser.
+pub fn class_loss_and_grad<F: Real>(y: &Array2<F>, target: &Target, mask: &[f32], norm: f64) -> (F, Array2<F>) {
+    if let Some((loss, dy)) = fast_class_xent(y, target, mask, norm, true) {
+        return (loss, dy.expect("asked for the gradient"));
+    }
+    loss_and_grad_with_norm(y, target, mask, norm)
+}
+
+/// Class targets in f32 go through the vectorised, threaded softmax
+/// cross-entropy (`cpu_fast::xent`), unless `LONGMEM_CPU_REFERENCE=1`;
+/// everything else (f64 gradient checks included) through the loops here.
+fn fast_class_xent<F: Real>(y: &Array2<F>, target: &Target, mask: &[f32], norm: f64, want_grad: bool) -> Option<(F, Option<Array2<F>>)> {
+    use std::any::Any;
+    let Target::Classes(cls) = target else { return None };
+    let y32 = (y as &dyn Any).downcast_ref::<Array2<f32>>()?;
+    if crate::cpu_fast::reference_forced() || !y32.is_standard_layout() {
+        return None;
+    }
+    let (loss, dy) = crate::cpu_fast::xent::class_xent(y32, cls, mask, norm, want_grad);
+    let dy = dy.map(|d| *(Box::new(d) as Box<dyn Any>).downcast::<Array2<F>>().expect("F is f32 here"));
+    Some((F::from_f32(loss), dy))
 }
 
 /// Returns (loss, dL/dy) with the mean's normaliser.
@@ -111,6 +136,9 @@ pub fn gaussian_sd<F: Real>(raw: F) -> F {
 
 /// The loss alone (evaluation): one exp per logit and no gradient array.
 pub fn batch_loss<F: Real>(y: &Array2<F>, batch: &crate::tasks::Batch) -> F {
+    if let Some((loss, _)) = fast_class_xent(y, &batch.target, &batch.mask, batch_loss_norm(batch, y.dim().1), false) {
+        return loss;
+    }
     let norm = F::from_f64(batch_loss_norm(batch, y.dim().1));
     let Target::Classes(cls) = &batch.target else { return batch_loss_and_grad(y, batch).0 };
     let mut total = F::zero();
