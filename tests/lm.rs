@@ -120,19 +120,25 @@ fn short_ptb_run_lowers_validation_perplexity() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A scratch dir holding `text.txt`: a text with structure, 3000 words
+/// drawn from a small lexicon with `seed`.
+fn lexicon_text(name: &str, seed: u64) -> (PathBuf, PathBuf) {
+    let dir = tmp(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("text.txt");
+    let mut rng = Rng::seed(seed);
+    let lexicon = ["the ", "cat ", "sat ", "on ", "a ", "mat.\n", "dog ", "ran "];
+    let text: String = (0..3000).map(|_| lexicon[rng.below(lexicon.len())]).collect();
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
 /// Character level on a small text file: bits per char are reported, a
 /// finished schedule refuses to resume without more epochs, and a resumed
 /// run continues from the last finished epoch.
 #[test]
 fn char_level_run_resumes_after_its_last_epoch() {
-    let dir = tmp("char");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("text.txt");
-    let mut rng = Rng::seed(8);
-    // a text with structure: words from a small lexicon
-    let lexicon = ["the ", "cat ", "sat ", "on ", "a ", "mat.\n", "dog ", "ran "];
-    let text: String = (0..3000).map(|_| lexicon[rng.below(lexicon.len())]).collect();
-    std::fs::write(&file, text).unwrap();
+    let (dir, file) = lexicon_text("char", 8);
     let run = dir.join("run");
     let cfg = TrainConfig {
         task: TaskKind::Text,
@@ -248,13 +254,7 @@ fn overlapping_windows_carry_the_state_from_the_right_step() {
 /// steps of every stream, learns, and records the stride in its config.
 #[test]
 fn overlapping_windows_train_a_char_model() {
-    let dir = tmp("stride");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("text.txt");
-    let mut rng = Rng::seed(9);
-    let lexicon = ["the ", "cat ", "sat ", "on ", "a ", "mat.\n", "dog ", "ran "];
-    let text: String = (0..3000).map(|_| lexicon[rng.below(lexicon.len())]).collect();
-    std::fs::write(&file, text).unwrap();
+    let (dir, file) = lexicon_text("stride", 9);
     let run = dir.join("run");
     let cfg = TrainConfig {
         task: TaskKind::Text,
