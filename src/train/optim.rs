@@ -130,35 +130,61 @@ impl OptimConfig {
 }
 
 /// Squared gradient norm accumulated in f32, as the GPU reduction does.
+/// Sixteen running sums (one per lane) so the loop vectorises instead of
+/// waiting on one serial chain of adds; on a PTB model's 2.8M weights the
+/// serial chain alone cost milliseconds a step.
 pub fn grad_norm_sq(grads: &[f32]) -> f32 {
-    grads.iter().map(|g| g * g).sum()
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = grads.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += c[l] * c[l];
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|g| g * g).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// One CPU update, in place. Returns the gradient norm before clipping.
 pub fn apply(h: &Hyper, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) -> f32 {
     let norm = grad_norm_sq(grads).sqrt();
     let scale = if h.clip > 0.0 && norm > h.clip { h.clip / norm } else { 1.0 };
-    for i in 0..params.len() {
-        let mut g = grads[i] * scale;
-        let step = match h.kind {
-            0 => {
-                if h.momentum > 0.0 {
-                    m[i] = h.momentum * m[i] + g;
-                    g = m[i];
-                }
-                g
+    // One loop per optimizer, so the choice is not made per weight and each
+    // loop vectorises; the arithmetic per weight is the same in every branch.
+    let (lr, wd) = (h.lr, h.wd);
+    let n = params.len();
+    let (params, grads) = (&mut params[..n], &grads[..n]);
+    match h.kind {
+        0 if h.momentum > 0.0 => {
+            let m = &mut m[..n];
+            for i in 0..n {
+                m[i] = h.momentum * m[i] + grads[i] * scale;
+                params[i] -= lr * (m[i] + wd * params[i]);
             }
-            1 => {
+        }
+        0 => {
+            for i in 0..n {
+                params[i] -= lr * (grads[i] * scale + wd * params[i]);
+            }
+        }
+        1 => {
+            let v = &mut v[..n];
+            for i in 0..n {
+                let g = grads[i] * scale;
                 v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-                g / (v[i].sqrt() + h.eps)
+                params[i] -= lr * (g / (v[i].sqrt() + h.eps) + wd * params[i]);
             }
-            _ => {
+        }
+        _ => {
+            let (m, v) = (&mut m[..n], &mut v[..n]);
+            for i in 0..n {
+                let g = grads[i] * scale;
                 m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
                 v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-                (m[i] / h.c1) / ((v[i] / h.c2).sqrt() + h.eps)
+                params[i] -= lr * ((m[i] / h.c1) / ((v[i] / h.c2).sqrt() + h.eps) + wd * params[i]);
             }
-        };
-        params[i] -= h.lr * (step + h.wd * params[i]);
+        }
     }
     norm
 }
@@ -204,5 +230,33 @@ mod tests {
         let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
         apply(&cfg.hyper(cfg.lr, 1), &mut p, &[0.0, 0.0], &mut m, &mut v);
         assert!((p[0] - 1.9).abs() < 1e-6 && (p[1] + 3.8).abs() < 1e-6, "{p:?}");
+    }
+
+    #[test]
+    fn gradient_norm_matches_f64_at_lengths_off_the_lane_blocks() {
+        let mut rng = crate::rng::Rng::seed(7);
+        for n in [0usize, 1, 15, 16, 17, 33, 1000, 4099] {
+            let g: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let exact: f64 = g.iter().map(|&x| x as f64 * x as f64).sum();
+            let got = grad_norm_sq(&g) as f64;
+            assert!((got - exact).abs() <= 1e-5 * exact.max(1e-30), "n = {n}: {got} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn momentum_and_rmsprop_follow_their_update_rules_over_two_steps() {
+        // momentum SGD: m1 = g1, p1 = p0 − lr·m1; m2 = μ·m1 + g2, p2 = p1 − lr·m2
+        let cfg = OptimConfig { kind: OptimKind::Sgd, lr: 0.1, momentum: 0.5, ..Default::default() };
+        let (mut p, mut m, mut v) = (vec![1.0f32], vec![0.0f32], vec![0.0f32]);
+        apply(&cfg.hyper(cfg.lr, 1), &mut p, &[2.0], &mut m, &mut v);
+        apply(&cfg.hyper(cfg.lr, 2), &mut p, &[-1.0], &mut m, &mut v);
+        assert!((p[0] - (1.0 - 0.2 - 0.1 * (0.5 * 2.0 - 1.0))).abs() < 1e-6, "{p:?}");
+        // RMSprop: v = ρ·v + (1 − ρ)·g², p −= lr·g / (√v + ε)
+        let cfg = OptimConfig { kind: OptimKind::Rmsprop, lr: 0.01, rms_decay: 0.9, ..Default::default() };
+        let h = cfg.hyper(cfg.lr, 1);
+        let (mut p, mut m, mut v) = (vec![0.5f32, -0.5], vec![0.0f32; 2], vec![0.0f32; 2]);
+        apply(&h, &mut p, &[0.4, -3.0], &mut m, &mut v);
+        let want = |p0: f32, g: f32| p0 - 0.01 * g / ((1.0 - h.beta2) * g * g).sqrt();
+        assert!((p[0] - want(0.5, 0.4)).abs() < 1e-5 && (p[1] - want(-0.5, -3.0)).abs() < 1e-5, "{p:?}");
     }
 }
