@@ -151,7 +151,7 @@ pub struct TrainConfig {
     pub lr_divide: f64,
     /// an epoch improves when its perplexity × this is below the best
     pub min_improvement: f64,
-    /// stop after this many divisions
+    /// stop at the first miss after this many divisions
     pub max_divides: u64,
     /// how a language model's weights start: scaled (the families' own
     /// scales, token embeddings N(0, 0.5²)) | reference (every weight

@@ -210,7 +210,7 @@ pub struct TrainArgs {
     /// language modelling: an epoch counts as better when its perplexity × this is below the best
     #[arg(long)]
     min_improvement: Option<f64>,
-    /// language modelling: stop after this many divisions of the learning rate
+    /// language modelling: stop at the first miss after this many divisions of the learning rate
     #[arg(long)]
     max_divides: Option<u64>,
     /// language modelling: scaled | reference (every weight N(0, 0.05²), zero readout, as the SCRN reference code)
