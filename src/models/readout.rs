@@ -5,7 +5,8 @@ use crate::cpu::{view1, view2};
 use crate::params::ParamLayout;
 use crate::real::Real;
 use crate::rng::Rng;
-use ndarray::{s, Array2, Array3, ArrayView3};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, Array3, ArrayView3, ArrayViewMut2};
 
 pub fn push_layout(layout: &mut ParamLayout, width: usize, output: usize, bias: bool) {
     layout.push("w_out", &[output, width]);
@@ -27,8 +28,13 @@ pub fn forward<F: Real>(p: &[F], layout: &ParamLayout, states: ArrayView3<F>, wi
     let (t1, batch, _) = states.dim();
     let w_out = view2(p, layout, "w_out");
     let r = states.slice(s![1.., .., ..width]);
-    let r = r.to_shape(((t1 - 1) * batch, width)).expect("contiguous states");
-    let y = r.dot(&w_out.t());
+    let rows = (t1 - 1) * batch;
+    let r = r.to_shape((rows, width)).expect("contiguous states");
+    // Written as yᵀ = w_out rᵀ so the GEMM's long side is the output width
+    // (a 10,000-word vocabulary against a few hundred rows): the threaded
+    // GEMM splits that side, and packs the large w_out inside its threads.
+    let mut y = Array2::zeros((rows, w_out.dim().0));
+    general_mat_mul(F::one(), &w_out, &r.t(), F::zero(), &mut y.view_mut().reversed_axes());
     match layout.get("b_out") {
         Ok(_) => y + view1(p, layout, "b_out"),
         Err(_) => y,
@@ -50,12 +56,10 @@ pub fn backward<F: Real>(
     let w_out = view2(p, layout, "w_out");
     let r = states.slice(s![1.., .., ..width]);
     let r = r.to_shape((t_len * batch, width)).expect("contiguous states");
-    let dw = dy.t().dot(&r);
-    let db = dy.sum_axis(ndarray::Axis(0));
     let o = layout.offset("w_out");
-    for (g, v) in grads[o..].iter_mut().zip(dw.iter()) {
-        *g = *g + *v;
-    }
+    let mut dw = ArrayViewMut2::from_shape(w_out.dim(), &mut grads[o..o + w_out.len()]).expect("w_out shape");
+    general_mat_mul(F::one(), &dy.t(), &r, F::one(), &mut dw);
+    let db = dy.sum_axis(ndarray::Axis(0));
     if let Ok(view) = layout.get("b_out") {
         for (g, v) in grads[view.range()].iter_mut().zip(db.iter()) {
             *g = *g + *v;
