@@ -146,6 +146,25 @@ impl SharedRows {
     }
 }
 
+/// Σ f(v) over `vals` in sixteen f32 running sums (one per lane), so the
+/// loop vectorises instead of waiting on one serial chain of adds; the
+/// lanes and the tail (lengths off the 16-blocks) are added in f64. The
+/// softmax's sums over a 10,000-word row and the gradient norm over a PTB
+/// model's 2.8M weights both go through it.
+#[inline(always)]
+pub fn lane_sum_of(vals: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let mut chunks = vals.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (s, &v) in lanes.iter_mut().zip(c) {
+            *s += f(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v) as f64).sum();
+    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
 /// e^x in straight-line f32 arithmetic the compiler can vectorise (libm's
 /// expf is a call per element): x = n ln 2 + r with |r| ≤ ln2/2, a degree-6
 /// Taylor polynomial in r, and 2^n put into the exponent bits. Within 2 ulps

@@ -3,12 +3,12 @@
 //! logit, and in the reference loop (libm's `expf`, one row after another
 //! on one core) it took about a third of a CPU training step. Here each
 //! row runs in passes that vectorise (lane-wise max, then `exp` written
-//! straight into dL/dy, a 16-lane sum, a scale) and the rows are split over
-//! threads. Sums are kept in f64 per row and over rows.
+//! straight into dL/dy, a 16-lane sum (`lane_sum_of`), a scale) and the
+//! rows are split over threads. Sums are kept in f64 per row and over rows.
 //!
 //! Held to the f64 reference (`train::loss`) in `tests/cpu_fast.rs`.
 
-use super::{exp, row_chunks};
+use super::{exp, lane_sum_of, row_chunks};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 const LANES: usize = 16;
@@ -24,33 +24,6 @@ fn row_max(row: &[f32]) -> f32 {
     }
     let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     lanes.iter().fold(tail, |a, &b| a.max(b))
-}
-
-#[inline(always)]
-fn lane_sum(row: &[f32]) -> f64 {
-    let mut lanes = [0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (s, &v) in lanes.iter_mut().zip(c) {
-            *s += v;
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
-    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
-}
-
-/// Σ_j e^{row_j − mx}, without keeping the exponentials.
-#[inline(always)]
-fn exp_sum(row: &[f32], mx: f32) -> f64 {
-    let mut lanes = [0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (s, &v) in lanes.iter_mut().zip(c) {
-            *s += exp(v - mx);
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| exp(v - mx) as f64).sum();
-    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
 /// Rows `y` (with their classes and mask) into the summed −log p and,
@@ -99,7 +72,7 @@ fn rows_xent_body(y: ArrayView2<f32>, cls: &[u32], mask: &[f32], norm: f64, mut 
                 for (e, &v) in d.iter_mut().zip(row) {
                     *e = exp(v - mx);
                 }
-                let z = lane_sum(d);
+                let z = lane_sum_of(d, |e| e);
                 total += m as f64 * (mx as f64 + z.ln() - row[c] as f64);
                 let w = m as f64 * norm;
                 let scale = (w / z) as f32;
@@ -107,7 +80,7 @@ fn rows_xent_body(y: ArrayView2<f32>, cls: &[u32], mask: &[f32], norm: f64, mut 
                 d[c] -= w as f32;
             }
             None => {
-                let z = exp_sum(row, mx);
+                let z = lane_sum_of(row, |v| exp(v - mx));
                 total += m as f64 * (mx as f64 + z.ln() - row[c] as f64);
             }
         }

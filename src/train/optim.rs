@@ -2,6 +2,7 @@
 //! learning-rate schedules. The CPU update here and shaders/optim.wgsl apply
 //! the same f32 formulas, so the two paths stay within f32 rounding.
 
+use crate::cpu_fast::lane_sum_of;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -129,21 +130,10 @@ impl OptimConfig {
     }
 }
 
-/// Squared gradient norm accumulated in f32, as the GPU reduction does.
-/// Sixteen running sums (one per lane) so the loop vectorises instead of
-/// waiting on one serial chain of adds; on a PTB model's 2.8M weights the
-/// serial chain alone cost milliseconds a step.
+/// Squared gradient norm accumulated in f32 lane sums, as the GPU reduction
+/// does ([`lane_sum_of`]: 16 lanes, so the loop vectorises).
 pub fn grad_norm_sq(grads: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let mut chunks = grads.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            acc[l] += c[l] * c[l];
-        }
-    }
-    let tail: f32 = chunks.remainder().iter().map(|g| g * g).sum();
-    acc.iter().sum::<f32>() + tail
+    lane_sum_of(grads, |g| g * g) as f32
 }
 
 /// One CPU update, in place. Returns the gradient norm before clipping.
