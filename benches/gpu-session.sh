@@ -29,6 +29,7 @@ BIN=${1:?usage: benches/gpu-session.sh BINARY OUT [--smoke]}
 OUT=${2:?usage: benches/gpu-session.sh BINARY OUT [--smoke]}
 SMOKE=${3:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-session.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
 LOG="$OUT/session.log"
 : > "$LOG"

@@ -237,3 +237,35 @@ fn warp_parallel_scan_benches_and_is_recorded() {
     assert!(std::fs::read_to_string(out.join("bench.md")).unwrap().contains("GPU scan parallel"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `benches/gpu-session.sh --smoke`, the prepared checks for a GPU loan, runs
+/// every step at toy sizes and packs what a loan brings back.
+#[test]
+fn gpu_session_script_runs_every_step_at_toy_sizes() {
+    let Some(ctx) = test_context("gpu_session_script_runs_every_step_at_toy_sizes") else { return };
+    let dir = tmp("session");
+    let out = dir.join("out");
+    let o = Command::new("bash")
+        .args(["benches/gpu-session.sh", BIN, out.to_str().unwrap(), "--smoke"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("LONGMEM_ADAPTER", format!("{}", ctx.index))
+        .env("TMPDIR", &dir)
+        .output()
+        .expect("run bash");
+    let log = std::fs::read_to_string(out.join("session.log")).unwrap_or_default();
+    assert!(o.status.success(), "exit {:?}\n{log}\n{}", o.status.code(), String::from_utf8_lossy(&o.stderr));
+    for step in ["info", "bench", "adding400"] {
+        assert!(log.contains(&format!(" {step}: exit 0 ")), "{step} did not finish:\n{log}");
+    }
+    let mnist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
+    if mnist.is_dir() {
+        assert!(log.contains(" mnist512: exit 0 "), "mnist512 did not finish:\n{log}");
+    }
+    assert!(out.join("compare.txt").is_file());
+    let list = Command::new("tar").args(["tzf", out.join("session.tgz").to_str().unwrap()]).output().expect("run tar");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for f in ["longmem/bench.json", "adding400/metrics.jsonl"] {
+        assert!(list.contains(f), "{f} not in session.tgz:\n{list}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
