@@ -30,11 +30,17 @@ pub fn forward<F: Real>(p: &[F], layout: &ParamLayout, states: ArrayView3<F>, wi
     let r = states.slice(s![1.., .., ..width]);
     let rows = (t1 - 1) * batch;
     let r = r.to_shape((rows, width)).expect("contiguous states");
-    // Written as yᵀ = w_out rᵀ so the GEMM's long side is the output width
-    // (a 10,000-word vocabulary against a few hundred rows): the threaded
-    // GEMM splits that side, and packs the large w_out inside its threads.
+    // The threaded GEMM splits its M side over threads and packs its B
+    // operand on one thread, so the longer of rows and outputs goes as M:
+    // a language model's 10,000-word readout (against a few hundred rows)
+    // as yᵀ = w_out rᵀ, a dense task's many rows (against a few outputs)
+    // as y = r w_outᵀ. Each element is the same sum in the same order.
     let mut y = Array2::zeros((rows, w_out.dim().0));
-    general_mat_mul(F::one(), &w_out, &r.t(), F::zero(), &mut y.view_mut().reversed_axes());
+    if w_out.dim().0 > rows {
+        general_mat_mul(F::one(), &w_out, &r.t(), F::zero(), &mut y.view_mut().reversed_axes());
+    } else {
+        general_mat_mul(F::one(), &r, &w_out.t(), F::zero(), &mut y);
+    }
     match layout.get("b_out") {
         Ok(_) => y + view1(p, layout, "b_out"),
         Err(_) => y,
