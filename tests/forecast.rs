@@ -225,7 +225,10 @@ fn gaussian_nll_forecaster_beats_the_naive_forecast() {
 
 /// ETTh2's test months sit away from its training months: forecasting the
 /// change from the last look-back row (--relative) is what beats the naive
-/// forecast there.
+/// forecast there. (At hidden 8, batch 16 and 300 steps the outcome hung on
+/// the seed: one seed in four lost to the naive forecast, and an 8th-digit
+/// change in the gradient norm flipped seed 0. This setting beat it by 5% or
+/// more in 16 runs: seeds 0-9, and seeds 0 and 5-9 on the build before.)
 #[test]
 fn relative_forecasts_beat_the_naive_forecast_on_etth2() {
     let f = etth1().with_file_name("ETTh2.csv");
@@ -237,8 +240,8 @@ fn relative_forecasts_beat_the_naive_forecast_on_etth2() {
     let dir = tmp("relative");
     let d = dir.to_str().unwrap();
     ok(&longmem(&[
-        "train", "--task", "ett", "--data", f.to_str().unwrap(), "--model", "warp", "--theta0", "hyper", "--hidden", "8", "--lookback", "48",
-        "--horizon", "24", "--steps", "300", "--batch", "16", "--relative", "--device", "cpu", "--quiet", "--out", d,
+        "train", "--task", "ett", "--data", f.to_str().unwrap(), "--model", "warp", "--theta0", "hyper", "--hidden", "16", "--lookback", "48",
+        "--horizon", "24", "--steps", "400", "--batch", "32", "--lr", "1e-3", "--relative", "--device", "cpu", "--quiet", "--out", d,
     ]));
     let r: Value = serde_json::from_str(&ok(&longmem(&["eval", "--run", d, "--json"]))).unwrap();
     let (m, naive) = (r["mse"].as_f64().unwrap(), r["naive_mse"].as_f64().unwrap());
