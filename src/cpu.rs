@@ -3,12 +3,20 @@
 use crate::params::ParamLayout;
 use crate::real::Real;
 use crate::rng::Rng;
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 pub fn view2<'a, F: Real>(p: &'a [F], layout: &ParamLayout, name: &str) -> ArrayView2<'a, F> {
     let v = layout.get(name).expect("family asked for its own parameter");
     assert_eq!(v.shape.len(), 2, "{name} is not a matrix");
     ArrayView2::from_shape((v.shape[0], v.shape[1]), &p[v.range()]).expect("layout shape")
+}
+
+/// grads[name] += dᵀ · prev over all rows: a weight gradient as one GEMM
+/// accumulated in place (d `(rows, out)`, prev `(rows, in)`).
+pub fn add_weight_grad<F: Real>(layout: &ParamLayout, name: &str, d: ArrayView2<F>, prev: ArrayView2<F>, grads: &mut [F]) {
+    let v = layout.get(name).expect("family's own parameter");
+    let mut g = ArrayViewMut2::from_shape((v.shape[0], v.shape[1]), &mut grads[v.range()]).expect("layout shape");
+    ndarray::linalg::general_mat_mul(F::one(), &d.t(), &prev, F::one(), &mut g);
 }
 
 pub fn view1<'a, F: Real>(p: &'a [F], layout: &ParamLayout, name: &str) -> ArrayView1<'a, F> {

@@ -3,7 +3,8 @@
 //! n = tanh(a_n + r (u_n + b_hn)), h' = (1 − z) n + z h, with u = W h.
 
 use super::kernel::matmul_acc;
-use super::{add_weight_grad, per_chunk, sigmoid, transpose, Forward, SharedRows};
+use super::{per_chunk, sigmoid, transpose, Forward, SharedRows};
+use crate::cpu::add_weight_grad;
 use crate::models::gru::Gru;
 use crate::models::input::{project, SeqInput};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
@@ -162,7 +163,7 @@ pub(super) fn backward(m: &Gru, p: &[f32], fwd: &Forward, d_states: ArrayView3<f
     });
     let prev = states.slice(s![..t_len, .., ..]);
     let prev = prev.to_shape((t_len * batch, h)).expect("states");
-    add_weight_grad(&m.layout, "w_rec", &du, prev.view(), grads);
+    add_weight_grad(&m.layout, "w_rec", du.view(), prev.view(), grads);
     if let Ok(v) = m.layout.get("b_hn") {
         let db = du.slice(s![.., 2 * h..]).sum_axis(ndarray::Axis(0));
         for (g, d) in grads[v.range()].iter_mut().zip(db.iter()) {

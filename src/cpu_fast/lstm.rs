@@ -2,7 +2,8 @@
 //! the reference it matches).
 
 use super::kernel::matmul_acc;
-use super::{add_weight_grad, per_chunk, sigmoid, transpose, Forward, SharedRows};
+use super::{per_chunk, sigmoid, transpose, Forward, SharedRows};
+use crate::cpu::add_weight_grad;
 use crate::models::input::{project, SeqInput};
 use crate::models::lstm::Lstm;
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
@@ -174,6 +175,6 @@ pub(super) fn backward(m: &Lstm, p: &[f32], fwd: &Forward, d_states: ArrayView3<
     });
     let prev = states.slice(s![..t_len, .., ..h]);
     let prev = prev.to_shape((t_len * batch, h)).expect("states");
-    add_weight_grad(&m.layout, "w_rec", &da, prev.view(), grads);
+    add_weight_grad(&m.layout, "w_rec", da.view(), prev.view(), grads);
     (da, d0)
 }

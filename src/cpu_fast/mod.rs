@@ -103,13 +103,6 @@ pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f
     (loss, grads, y, last)
 }
 
-/// grads[name] += dᵀ · prev over all T·B rows (the weight gradient as one GEMM).
-fn add_weight_grad(layout: &crate::params::ParamLayout, name: &str, d: &Array2<f32>, prev: ArrayView2<f32>, grads: &mut [f32]) {
-    let v = layout.get(name).expect("family's own parameter");
-    let mut g = ndarray::ArrayViewMut2::from_shape((v.shape[0], v.shape[1]), &mut grads[v.range()]).expect("layout shape");
-    ndarray::linalg::general_mat_mul(1.0, &d.t(), &prev, 1.0, &mut g);
-}
-
 /// The (rows×cols, row-major) matrix `m` transposed, row-major.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; m.len()];

@@ -2,7 +2,8 @@
 //! for the reference it matches).
 
 use super::kernel::matmul_acc;
-use super::{add_weight_grad, per_chunk, transpose, Forward, SharedRows};
+use super::{per_chunk, transpose, Forward, SharedRows};
+use crate::cpu::add_weight_grad;
 use crate::models::input::{project_into, SeqInput};
 use crate::models::rnn::{Activation, Rnn};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
@@ -71,6 +72,6 @@ pub(super) fn backward(m: &Rnn, p: &[f32], fwd: &Forward, d_states: ArrayView3<f
     });
     let prev = states.slice(s![..t_len, .., ..]);
     let prev = prev.to_shape((t_len * batch, h)).expect("states");
-    add_weight_grad(&m.layout, "w_rec", &da, prev.view(), grads);
+    add_weight_grad(&m.layout, "w_rec", da.view(), prev.view(), grads);
     (da, d0)
 }

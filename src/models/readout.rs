@@ -1,12 +1,12 @@
 //! The readout shared by every family: `y = w_out · r + b_out`, with `r` the
 //! first `readout_width` entries of the state, applied to all T·B rows.
 
-use crate::cpu::{view1, view2};
+use crate::cpu::{add_weight_grad, view1, view2};
 use crate::params::ParamLayout;
 use crate::real::Real;
 use crate::rng::Rng;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, Array3, ArrayView3, ArrayViewMut2};
+use ndarray::{s, Array2, Array3, ArrayView3};
 
 pub fn push_layout(layout: &mut ParamLayout, width: usize, output: usize, bias: bool) {
     layout.push("w_out", &[output, width]);
@@ -62,9 +62,7 @@ pub fn backward<F: Real>(
     let w_out = view2(p, layout, "w_out");
     let r = states.slice(s![1.., .., ..width]);
     let r = r.to_shape((t_len * batch, width)).expect("contiguous states");
-    let o = layout.offset("w_out");
-    let mut dw = ArrayViewMut2::from_shape(w_out.dim(), &mut grads[o..o + w_out.len()]).expect("w_out shape");
-    general_mat_mul(F::one(), &dy.t(), &r, F::one(), &mut dw);
+    add_weight_grad(layout, "w_out", dy.view(), r.view(), grads);
     let db = dy.sum_axis(ndarray::Axis(0));
     if let Ok(view) = layout.get("b_out") {
         for (g, v) in grads[view.range()].iter_mut().zip(db.iter()) {
