@@ -109,6 +109,10 @@ pub struct TrainConfig {
     pub alpha_mode: AlphaMode,
     /// SCRN: paper (the fast layer reads s_t) | code (s_{t-1}, as the reference code)
     pub scrn_form: ScrnForm,
+    /// SCRN: rescale dL/dh_t and dL/ds_t (all streams together) to norm at
+    /// most this in BPTT, as the reference code does (0 = off; CPU path)
+    #[serde(default)]
+    pub state_grad_clip: f64,
     /// WARP: hidden layers of the root network (its width is `hidden`)
     pub root_depth: usize,
     /// WARP: relu | tanh, the root network's activation
@@ -212,6 +216,7 @@ impl Default for TrainConfig {
             alpha: 0.95,
             alpha_mode: AlphaMode::Fixed,
             scrn_form: ScrnForm::Paper,
+            state_grad_clip: 0.0,
             root_depth: 1,
             root_act: RootAct::Relu,
             theta0: Theta0::Learned,
@@ -328,6 +333,12 @@ impl TrainConfig {
             if every == 0 || !(factor > 0.0 && factor.is_finite()) {
                 bail!("a step schedule needs every > 0 and a positive factor");
             }
+        }
+        if !(self.state_grad_clip >= 0.0 && self.state_grad_clip.is_finite()) {
+            bail!("--state-grad-clip must be a finite number >= 0 (0 = off), got {}", self.state_grad_clip);
+        }
+        if self.state_grad_clip > 0.0 && self.model != ModelKind::Scrn {
+            bail!("--state-grad-clip is an SCRN option (the reference code's hidden-state gradient rescaling), not for --model {}", self.model.name());
         }
         if self.model == ModelKind::Scrn && (self.context == 0 || !(0.0..=1.0).contains(&self.alpha)) {
             bail!("the SCRN needs --context >= 1 and --alpha in [0, 1] (got {} and {})", self.context, self.alpha);
@@ -463,6 +474,7 @@ impl TrainConfig {
             alpha: self.alpha,
             alpha_mode: self.alpha_mode,
             scrn_form: self.scrn_form,
+            state_grad_clip: self.state_grad_clip,
             root_depth: self.root_depth,
             root_act: self.root_act,
             theta0: self.theta0,

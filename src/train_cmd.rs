@@ -156,6 +156,11 @@ pub struct TrainArgs {
     /// scrn: paper (fast layer reads s_t) | code (s_(t-1), as the reference code)
     #[arg(long)]
     scrn_form: Option<String>,
+    /// scrn: rescale dL/dh_t and dL/ds_t (all streams together) to norm ≤ C
+    /// in BPTT, as the reference code does (its 50 on a batch-summed loss is
+    /// 50/B here); 0 = off; CPU path only
+    #[arg(long)]
+    state_grad_clip: Option<f64>,
     /// warp: hidden layers of the root network (its width is --hidden)
     #[arg(long)]
     root_depth: Option<usize>,
@@ -310,6 +315,7 @@ fn resolved_config(a: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = &a.scrn_form {
         c.scrn_form = longmem::models::scrn::ScrnForm::parse(v)?;
     }
+    set!(state_grad_clip);
     set!(root_depth);
     set!(lookback);
     set!(forcing);

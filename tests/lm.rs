@@ -198,6 +198,19 @@ fn language_model_settings_are_checked() {
     assert!(format!("{:#}", c.validate().unwrap_err()).contains("--lr-divide"));
     let c = TrainConfig { data: Some("/nonexistent/ptb".into()), ..ptb_config() };
     assert!(lm::corpus(&c).is_err());
+    // the hidden-state gradient rescaling is the SCRN's, finite and >= 0
+    let c = TrainConfig { state_grad_clip: 1.5, ..ptb_config() };
+    assert!(format!("{:#}", c.validate().unwrap_err()).contains("--state-grad-clip"));
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        let c = TrainConfig { model: ModelKind::Scrn, state_grad_clip: bad, ..ptb_config() };
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("--state-grad-clip"), "{bad}");
+    }
+    let c = TrainConfig { model: ModelKind::Scrn, state_grad_clip: 1.5, ..ptb_config() };
+    c.validate().unwrap();
+    match lm::lm_model(&c, 50).unwrap() {
+        longmem::models::Model::Scrn(m) => assert_eq!(m.state_grad_clip, Some(1.5)),
+        other => panic!("expected an SCRN, got {:?}", other.kind()),
+    }
     if have_ptb("language_model_settings_are_checked") {
         let corpus = Corpus::ptb(&ptb_dir()).unwrap();
         assert_eq!(corpus.vocab.len(), 10_000);

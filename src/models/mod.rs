@@ -126,6 +126,8 @@ pub struct ModelOptions {
     pub alpha: f64,
     pub alpha_mode: scrn::AlphaMode,
     pub scrn_form: scrn::ScrnForm,
+    /// SCRN: BPTT rescales dL/dh_t and dL/ds_t to norm ≤ this (0 = off)
+    pub state_grad_clip: f64,
     /// WARP: hidden layers of the root network, their activation, where θ_0 comes from
     pub root_depth: usize,
     pub root_act: warp::RootAct,
@@ -145,6 +147,7 @@ impl Default for ModelOptions {
             alpha: 0.95,
             alpha_mode: scrn::AlphaMode::Fixed,
             scrn_form: scrn::ScrnForm::Paper,
+            state_grad_clip: 0.0,
             root_depth: 1,
             root_act: warp::RootAct::Relu,
             theta0: warp::Theta0::Learned,
@@ -219,7 +222,11 @@ impl Model {
                 if !(0.0..=1.0).contains(&o.alpha) {
                     bail!("--alpha must be in [0, 1], got {}", o.alpha);
                 }
-                Model::Scrn(scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias))
+                let mut m = scrn::Scrn::new(dims, o.context, o.alpha, o.alpha_mode, o.scrn_form, o.bias);
+                if o.state_grad_clip > 0.0 {
+                    m.state_grad_clip = Some(o.state_grad_clip);
+                }
+                Model::Scrn(m)
             }
             ModelKind::Urnn => Model::Urnn(urnn::Urnn::new(dims, o.bias)?),
             ModelKind::Warp => Model::Warp(warp::Warp::new(dims, o.root_depth, o.root_act, o.theta0, o.warp_phys, o.root_input_x)?),

@@ -72,6 +72,9 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     pub fn new(ctx: Arc<GpuContext>, model: Model, params: &[f32], scan: ScanOptions) -> Result<Self> {
+        if let Model::Scrn(m) = &model {
+            ensure!(m.state_grad_clip.is_none(), "--state-grad-clip runs on the CPU path only: train with --device cpu, or leave it at 0");
+        }
         let n = model.layout().len();
         ensure!(params.len() == n, "parameter vector has the wrong length");
         let mk = |name: &str| ops::storage(&ctx, name, n);

@@ -70,11 +70,20 @@ impl Scrn {
         let mut dalpha = vec![F::zero(); m];
         let mut da_t = Array2::<F>::zeros((batch, h));
         let mut from_h = Array2::<F>::zeros((batch, m));
+        let mut dh = Array2::<F>::zeros((batch, h));
+        let mut ds = Array2::<F>::zeros((batch, m));
         for t in (0..t_len).rev() {
+            // dL/dh_t: from this step's readout and from step t + 1
+            for b in 0..batch {
+                for i in 0..h {
+                    dh[[b, i]] = d_states[[t, b, i]] + dh_carry[[b, i]];
+                }
+            }
+            self.clip_state_grad(&mut dh);
             for b in 0..batch {
                 for i in 0..h {
                     let hv = states[[t + 1, b, i]];
-                    da_t[[b, i]] = (d_states[[t, b, i]] + dh_carry[[b, i]]) * hv * (one - hv);
+                    da_t[[b, i]] = dh[[b, i]] * hv * (one - hv);
                 }
             }
             general_mat_mul(one, &da_t, &pm, F::zero(), &mut from_h);
@@ -82,13 +91,21 @@ impl Scrn {
                 ScrnForm::Paper => (from_h.clone(), Array2::zeros((batch, m))),
                 ScrnForm::Code => (pending.clone(), from_h.clone()),
             };
+            // dL/ds_t: readout, step t + 1 (through α and, in the code
+            // form, P) and, in the paper form, this step's fast layer
+            for b in 0..batch {
+                for j in 0..m {
+                    ds[[b, j]] = d_states[[t, b, h + j]] + ds_carry[[b, j]] + via_h[[b, j]];
+                }
+            }
+            self.clip_state_grad(&mut ds);
             for b in 0..batch {
                 let row = t * batch + b;
                 for i in 0..h {
                     d_pre[[row, i]] = da_t[[b, i]];
                 }
                 for (j, &al) in alphas.iter().enumerate() {
-                    let ds = d_states[[t, b, h + j]] + ds_carry[[b, j]] + via_h[[b, j]];
+                    let ds = ds[[b, j]];
                     d_pre[[row, h + j]] = (one - al) * ds;
                     dalpha[j] = dalpha[j] + ds * (states[[t, b, h + j]] - pre[[row, h + j]]);
                     ds_carry[[b, j]] = al * ds;
@@ -126,6 +143,17 @@ impl Scrn {
         ds_carry.zip_mut_with(&pending, |a, &b| *a = *a + b);
         d0.slice_mut(s![.., h..]).assign(&ds_carry);
         d0
+    }
+
+    /// The reference code's gradInput clip: `d` (one step's dL/dh or dL/ds,
+    /// all streams) rescaled to Frobenius norm ≤ `state_grad_clip`.
+    fn clip_state_grad<F: Real>(&self, d: &mut Array2<F>) {
+        let Some(c) = self.state_grad_clip else { return };
+        let norm = d.iter().map(|&v| Real::to_f64(v).powi(2)).sum::<f64>().sqrt();
+        if norm > c {
+            let k = F::from_f64(c / norm);
+            d.mapv_inplace(|v| v * k);
+        }
     }
 
     /// J_t Q for the state [h; s]: ds' = α ds, dh' = h_t(1 − h_t) ⊙ (R dh + P ds')

@@ -65,6 +65,11 @@ pub struct Scrn {
     pub alpha_mode: AlphaMode,
     pub form: ScrnForm,
     pub bias: bool,
+    /// BPTT rescales dL/dh_t and dL/ds_t (each over all streams) to norm
+    /// at most this before passing them back through step t, as the
+    /// reference code does with its gradInput clip; CPU path only. The
+    /// gradient is then no longer the loss's exact gradient.
+    pub state_grad_clip: Option<f64>,
     pub layout: ParamLayout,
 }
 
@@ -88,7 +93,7 @@ impl Scrn {
             }
         }
         super::readout::push_layout(&mut layout, h + m, dims.output, bias);
-        Scrn { dims, context, alpha, alpha_mode, form, bias, layout }
+        Scrn { dims, context, alpha, alpha_mode, form, bias, state_grad_clip: None, layout }
     }
 
     pub fn state_width(&self) -> usize {
