@@ -1,13 +1,17 @@
 //! The SCRN's hidden-state gradient rescaling (`--state-grad-clip`, the
 //! reference code's gradInput clip): off when the threshold is above every
-//! norm, an exact per-part rescaling on one step, refused by the GPU path.
+//! norm, an exact per-part rescaling on one step, refused by the GPU path for
+//! training (evaluation ignores it).
 
 use longmem::gpu::testing::test_context;
 use longmem::models::scrn::ScrnForm;
 use longmem::models::{Dims, InitConfig, Model, ModelKind, ModelOptions, ScanOptions};
 use longmem::real::cast_vec;
 use longmem::rng::Rng;
+use longmem::tasks::{Task, TaskKind};
 use longmem::train::gpu::GpuBackend;
+use longmem::train::optim::OptimConfig;
+use longmem::train::Backend;
 use ndarray::{s, Array2, Array3};
 
 const H: usize = 5;
@@ -126,11 +130,27 @@ fn a_small_threshold_bounds_what_reaches_the_start() {
     }
 }
 
+/// Training on the GPU is refused with a clear error; evaluating (no
+/// gradients) works and agrees with the model without the option.
 #[test]
-fn the_gpu_path_refuses_it_with_a_clear_error() {
+fn the_gpu_path_refuses_to_train_with_it_but_evaluates() {
     let Some(ctx) = test_context("scrn_state_clip") else { return };
-    let m = model(ScrnForm::Paper, 1.0);
-    let p = m.init(&InitConfig::default(), &mut Rng::seed(4));
-    let err = GpuBackend::new(ctx, m, &p, ScanOptions::default()).err().expect("the GPU path must refuse --state-grad-clip");
+    let task = Task::new(TaskKind::Copy, 3).unwrap();
+    let dims = Dims { input: task.input_width(), hidden: H, output: task.output_width() };
+    let build = |clip: f64| {
+        let opts = ModelOptions { context: M, state_grad_clip: clip, ..Default::default() };
+        Model::build(ModelKind::Scrn, dims, &opts).unwrap()
+    };
+    let mut rng = Rng::seed(4);
+    let p = build(0.0).init(&InitConfig::default(), &mut rng);
+    let batch = task.batch(B, &mut rng);
+    let mut clipped = GpuBackend::new(ctx.clone(), build(1.0), &p, ScanOptions::default()).unwrap();
+    let err = clipped.gradients(&batch).err().expect("the GPU path must refuse to train with --state-grad-clip");
     assert!(err.to_string().contains("--state-grad-clip"), "{err}");
+    let opt = OptimConfig::default();
+    assert!(clipped.train_step(&batch, &opt.hyper(opt.lr, 1)).is_err());
+    let (l1, y1) = clipped.evaluate(&batch).unwrap();
+    let (l0, y0) = GpuBackend::new(ctx, build(0.0), &p, ScanOptions::default()).unwrap().evaluate(&batch).unwrap();
+    assert_eq!(l1, l0);
+    assert_eq!(y1, y0);
 }

@@ -72,9 +72,6 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     pub fn new(ctx: Arc<GpuContext>, model: Model, params: &[f32], scan: ScanOptions) -> Result<Self> {
-        if let Model::Scrn(m) = &model {
-            ensure!(m.state_grad_clip.is_none(), "--state-grad-clip runs on the CPU path only: train with --device cpu, or leave it at 0");
-        }
         let n = model.layout().len();
         ensure!(params.len() == n, "parameter vector has the wrong length");
         let mk = |name: &str| ops::storage(&ctx, name, n);
@@ -252,6 +249,10 @@ impl GpuBackend {
 
     /// Run the recorded passes and read back [loss, grad_norm²].
     fn run(&self, key: PlanKey, backward: bool, update: bool) -> Result<[f32; 2]> {
+        // the rescaling acts on gradients only: evaluating such a run is fine
+        if let (true, Model::Scrn(m)) = (backward, &self.model) {
+            ensure!(m.state_grad_clip.is_none(), "--state-grad-clip runs on the CPU path only: train with --device cpu, or leave it at 0");
+        }
         let ctx = &*self.ctx;
         let plan = &self.plans[&key];
         let mut enc = ctx.device.create_command_encoder(&Default::default());
