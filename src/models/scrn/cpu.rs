@@ -1,7 +1,7 @@
 //! CPU reference for the SCRN, generic over f32/f64.
 
 use super::{Scrn, ScrnForm};
-use crate::cpu::view2;
+use crate::cpu::{add_weight_grad, view2};
 use crate::models::input::{project, project_backward, SeqInput};
 use crate::models::lstm::cpu::sigmoid;
 use crate::models::StepAt;
@@ -114,20 +114,14 @@ impl Scrn {
             pending = next_pending;
             general_mat_mul(one, &da_t, &r, F::zero(), &mut dh_carry);
         }
-        let add = |grads: &mut [F], name: &str, vals: &Array2<F>| {
-            let o = self.layout.offset(name);
-            for (g, v) in grads[o..o + vals.len()].iter_mut().zip(vals.iter()) {
-                *g = *g + *v;
-            }
-        };
         let da = d_pre.slice(s![.., ..h]);
         let h_prev = states.slice(s![..t_len, .., ..h]);
         let h_prev = h_prev.to_shape((rows, h)).expect("states");
-        add(grads, "w_rec", &da.t().dot(&h_prev));
+        add_weight_grad(&self.layout, "w_rec", da, h_prev.view(), grads);
         let src = if self.form == ScrnForm::Paper { 1 } else { 0 };
         let s_src = states.slice(s![src..src + t_len, .., h..]);
         let s_src = s_src.to_shape((rows, m)).expect("states");
-        add(grads, "w_ctx", &da.t().dot(&s_src));
+        add_weight_grad(&self.layout, "w_ctx", da, s_src.view(), grads);
         if let Ok(v) = self.layout.get("alpha") {
             if v.len() == 1 {
                 grads[v.offset] = grads[v.offset] + dalpha.iter().fold(F::zero(), |a, &b| a + b);
