@@ -16,8 +16,12 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn check(kind: ModelKind, hidden: usize, batch: usize, t: usize, seed: u64) {
+    check_with(kind, true, hidden, batch, t, seed)
+}
+
+fn check_with(kind: ModelKind, bias: bool, hidden: usize, batch: usize, t: usize, seed: u64) {
     let (i, o) = (3, 2);
-    let model = Model::new(kind, Dims { input: i, hidden, output: o }).unwrap();
+    let model = Model::with_bias(kind, Dims { input: i, hidden, output: o }, bias).unwrap();
     let mut rng = Rng::seed(seed);
     let p = model.init(&InitConfig { gain: 1.2, ..Default::default() }, &mut rng);
     let x = Array3::from_shape_fn((t, batch, i), |_| rng.normal() as f32);
@@ -26,7 +30,7 @@ fn check(kind: ModelKind, hidden: usize, batch: usize, t: usize, seed: u64) {
     let h0 = Array2::from_shape_fn((batch, model.state_width()), |_| 0.5 * rng.normal() as f32);
     let (l_ref, g_ref, y_ref, last_ref) = loss_grads_from(&model, &p, &b, h0.view(), true);
     let (l, g, yv, last) = longmem::cpu_fast::loss_grads_from(&model, &p, &b, h0.view(), true);
-    let what = format!("{kind:?} H={hidden} B={batch} T={t} seed {seed}");
+    let what = format!("{kind:?} H={hidden} B={batch} T={t} bias {bias} seed {seed}");
     assert!(((l - l_ref) / l_ref).abs() < 1e-5, "{what}: loss {l} vs {l_ref}");
     for (name, got, want) in [
         ("grads", &g[..], &g_ref[..]),
@@ -54,6 +58,27 @@ fn fast_cpu_path_matches_the_reference() {
         for &(h, b, t) in &[(1, 1, 1), (5, 3, 4), (16, 4, 6), (24, 17, 5), (32, 40, 3)] {
             check(kind, h, b, t, seed);
         }
+    }
+}
+
+/// The uRNN's fast path (stage-wise FFTs, the forward trace reused by the
+/// backward pass) against the reference: N = 1 (no FFT stage), 2 and 4
+/// (only the first stages), 32 and 128 (the vectorised stages), with and
+/// without the modReLU bias, and batches split over threads; and again
+/// with the trace cap at 0, so the backward pass recomputes the FFTs. (The
+/// only test in this binary that runs the uRNN, so the cap it sets for a
+/// while is seen by no other.)
+#[test]
+fn fast_urnn_matches_the_reference() {
+    let seed = fresh_seed("fast_urnn_matches_the_reference");
+    for cap in [usize::MAX, 0] {
+        let before = longmem::cpu_fast::set_urnn_trace_cap(cap);
+        for &(h, b, t) in &[(1, 1, 1), (2, 3, 4), (4, 2, 5), (32, 5, 6), (128, 17, 4)] {
+            for bias in [true, false] {
+                check_with(ModelKind::Urnn, bias, h, b, t, seed);
+            }
+        }
+        longmem::cpu_fast::set_urnn_trace_cap(before);
     }
 }
 

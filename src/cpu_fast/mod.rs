@@ -1,5 +1,5 @@
-//! A faster f32 CPU path for the tanh (and linear) RNN, the LSTM and the GRU, the
-//! baselines users train on machines without a GPU. It follows the
+//! A faster f32 CPU path for the tanh (and linear) RNN, the LSTM, the GRU
+//! (the baselines users train on machines without a GPU) and the uRNN. It follows the
 //! reference (`models::*::cpu`) step for step but runs the recurrence with
 //! an unpacked register-blocked product (`kernel`), keeps the LSTM's gate
 //! activations from the forward pass instead of recomputing them, and
@@ -15,6 +15,9 @@ pub mod xent;
 mod gru;
 mod lstm;
 mod rnn;
+mod urnn;
+
+pub use urnn::set_urnn_trace_cap;
 
 use crate::models::input::project_backward;
 use crate::models::Model;
@@ -30,7 +33,7 @@ pub fn reference_forced() -> bool {
 
 /// Whether `model` has a fast path.
 pub fn supports(model: &Model) -> bool {
-    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_)) && !reference_forced()
+    matches!(model, Model::Rnn(_) | Model::Lstm(_) | Model::Gru(_) | Model::Urnn(_)) && !reference_forced()
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -38,7 +41,8 @@ pub struct Forward {
     /// states `(T + 1, B, S)`, as the reference returns them
     pub states: Array3<f32>,
     /// LSTM: gate activations `(T·B, 4H)` and tanh(c_t) `(T·B, H)`;
-    /// GRU: [r; z; n; u_n + b_hn] `(T·B, 4H)` (and an empty second array)
+    /// GRU: [r; z; n; u_n + b_hn] `(T·B, 4H)` (and an empty second array);
+    /// uRNN: R1's and R2's inputs `(T·B, 4N)` when kept (and an empty second)
     gates: Option<(Array2<f32>, Array2<f32>)>,
 }
 
@@ -70,11 +74,18 @@ pub(crate) fn per_chunk<R: Send>(batch: usize, f: impl Fn(usize, usize) -> R + S
 
 /// The model's states from `h0` (the fast forward).
 pub fn forward(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>) -> Forward {
+    forward_for(model, p, batch, h0, false)
+}
+
+/// The fast forward; `for_backward` keeps what the backward pass reuses
+/// where that is optional (the uRNN's trace).
+fn forward_for(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>, for_backward: bool) -> Forward {
     let input = batch.input(&batch.x);
     match model {
         Model::Rnn(m) => rnn::forward(m, p, &input, h0),
         Model::Lstm(m) => lstm::forward(m, p, &input, h0),
         Model::Gru(m) => gru::forward(m, p, &input, h0),
+        Model::Urnn(m) => urnn::forward(m, p, &input, h0, for_backward),
         _ => unreachable!("cpu_fast::supports was checked"),
     }
 }
@@ -83,7 +94,7 @@ pub fn forward(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>) -> 
 /// the scored steps) and the state the next batch carries on from.
 pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f32>, own_start: bool) -> (f32, Vec<f32>, Array2<f32>, Array2<f32>) {
     let input = batch.input(&batch.x);
-    let fwd = forward(model, p, batch, h0);
+    let fwd = forward_for(model, p, batch, h0, true);
     let layout = model.layout();
     let mut grads = vec![0f32; p.len()];
     let (loss, d_states, y) = crate::train::cpu::readout_loss(model, p, fwd.states.view(), None, batch, &mut grads);
@@ -91,6 +102,7 @@ pub fn loss_grads_from(model: &Model, p: &[f32], batch: &Batch, h0: ArrayView2<f
         Model::Rnn(m) => rnn::backward(m, p, &fwd, d_states.view(), &mut grads),
         Model::Lstm(m) => lstm::backward(m, p, &fwd, d_states.view(), &mut grads),
         Model::Gru(m) => gru::backward(m, p, &fwd, d_states.view(), &mut grads),
+        Model::Urnn(m) => urnn::backward(m, p, &input, &fwd, d_states.view(), &mut grads),
         _ => unreachable!("cpu_fast::supports was checked"),
     };
     project_backward(layout, &input, d_pre.view(), &mut grads);

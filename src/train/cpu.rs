@@ -152,7 +152,8 @@ pub fn loss_grads_from<F: Real>(model: &Model, p: &[F], batch: &Batch, h0: Array
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        "cpu (reference path)".to_string()
+        let path = if crate::cpu_fast::supports(&self.model) { "fast f32 path" } else { "reference path" };
+        format!("cpu ({path})")
     }
 
     fn train_step(&mut self, batch: &Batch, h: &Hyper) -> Result<StepOut> {
