@@ -8,8 +8,9 @@
 //!   scans forward and backward) on the CPU path and the GPU, in tokens
 //! - qr: the GPU's batched QR of N×N tangent blocks and the f64 CPU
 //!   Householder QR, in flops (8/3 N³ per block, Q formed)
-//! - fft: the uRNN's unitary recurrence (two FFTs per step) on the CPU and
-//!   the uRNN forward on the GPU, in elements (state entries per step)
+//! - fft: the uRNN's unitary recurrence (two FFTs per step) on the CPU
+//!   reference, the fast CPU path's uRNN forward and the uRNN forward on
+//!   the GPU, in elements (state entries per step)
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use longmem::bench::run::{bench_model, random_batch};
@@ -153,10 +154,13 @@ fn fft(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::new("cpu-unitary-step", n), |bch| bch.iter(|| u.apply_recurrence(&p, &v)));
     }
+    let batch = random_batch(case.seq_len, case.batch, &mut Rng::seed(1));
+    // the fast CPU path's whole forward (B = 8, T = 32), the GPU case's shape
+    let h0 = m.initial_states(&p, case.batch);
+    g.throughput(Throughput::Elements((n * case.batch * case.seq_len) as u64));
+    g.bench_function(BenchmarkId::new("cpu-fast-urnn-forward-B8-T32", n), |bch| bch.iter(|| longmem::cpu_fast::forward(&m, &p, &batch, h0.view())));
     if let Some(ctx) = gpu() {
-        let batch = random_batch(case.seq_len, case.batch, &mut Rng::seed(1));
         let mut be = GpuBackend::new(ctx, m.clone(), &p, ScanOptions::default()).unwrap();
-        g.throughput(Throughput::Elements((n * case.batch * case.seq_len) as u64));
         g.bench_function(BenchmarkId::new("gpu-urnn-forward-B8-T32", n), |bch| bch.iter(|| be.forward_loss(&batch).unwrap()));
     }
     g.finish();
