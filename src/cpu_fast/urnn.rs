@@ -177,6 +177,7 @@ impl Plan {
 
     /// The adjoint of R_j at input x (as the reference's `reflect_back`):
     /// ḡ ← R_j ḡ and dv += −(2/n)(conj(s) ḡ + a x) + (4/n²) Re(a s) v.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn reflect_back(&self, j: usize, xr: &[f32], xi: &[f32], gr: &mut [f32], gi: &mut [f32], dvr: &mut [f32], dvi: &mut [f32]) {
         let n = self.n;
