@@ -111,14 +111,35 @@ pub fn readout_loss<F: Real>(model: &Model, p: &[F], states: ArrayView3<F>, dens
         t => Cow::Borrowed(t),
     };
     let (loss, dy) = class_loss_and_grad(&y, &target, &batch.mask[rows..], norm);
-    let d_tail = model.readout_backward(p, tail, dense, &dy, grads);
-    if skip == 0 {
+    // Steps whose dL/dy is exactly zero in every row (the adding problem's
+    // and pixel MNIST's all but the last) add nothing through the readout:
+    // its backward starts at the first step with a gradient. (Not WARP,
+    // whose decoder also reads the inputs.)
+    let b = batch.batch();
+    let quiet = if matches!(model, Model::Warp(_)) { 0 } else { zero_lead(&dy, b) };
+    let d_tail = if quiet == 0 {
+        model.readout_backward(p, tail, dense, &dy, grads)
+    } else {
+        model.readout_backward(p, tail.slice(s![quiet.., .., ..]), None, &dy.slice(s![quiet * b.., ..]).to_owned(), grads)
+    };
+    let lead = skip + quiet;
+    if lead == 0 {
         return (loss, d_tail, y);
     }
-    let (t, b, w) = (batch.seq_len(), batch.batch(), d_tail.dim().2);
+    let (t, w) = (batch.seq_len(), d_tail.dim().2);
     let mut d_states = Array3::zeros((t, b, w));
-    d_states.slice_mut(s![skip.., .., ..]).assign(&d_tail);
+    d_states.slice_mut(s![lead.., .., ..]).assign(&d_tail);
     (loss, d_states, y)
+}
+
+/// Leading steps (of `b` rows each) whose rows of dL/dy are all exactly zero.
+fn zero_lead<F: Real>(dy: &Array2<F>, b: usize) -> usize {
+    if b == 0 {
+        return 0;
+    }
+    // at least one step is kept, so the backward never sees an empty batch
+    let steps = (dy.dim().0 / b).saturating_sub(1);
+    (0..steps).take_while(|&t| dy.slice(s![t * b..(t + 1) * b, ..]).iter().all(|&v| v == F::zero())).count()
 }
 
 /// As [`loss_grads`] from the initial state `h0`; also returns the state
