@@ -96,8 +96,9 @@ impl Plan {
     }
 
     /// In-place unitary FFT (the reference's `fft_with`), its inverse when
-    /// `inverse`: bit reversal, then the first stage with the 1/√N scale
-    /// folded in, then one contiguous loop per later stage.
+    /// `inverse`: bit reversal, then the first two stages as one radix-4
+    /// pass with the 1/√N scale folded in, then one contiguous loop per
+    /// later stage.
     #[inline(always)]
     fn fft(&self, re: &mut [f32], im: &mut [f32], inverse: bool) {
         let n = self.n;
@@ -106,20 +107,36 @@ impl Plan {
             re.swap(i, j);
             im.swap(i, j);
         }
-        if n == 1 {
+        let s = self.scale;
+        if n == 2 {
+            let (a, b) = (re[0], re[1]);
+            (re[0], re[1]) = ((a + b) * s, (a - b) * s);
+            let (a, b) = (im[0], im[1]);
+            (im[0], im[1]) = ((a + b) * s, (a - b) * s);
             return;
         }
-        let s = self.scale;
-        for (cr, ci) in re.chunks_exact_mut(2).zip(im.chunks_exact_mut(2)) {
-            let (a, b) = (cr[0], cr[1]);
-            cr[0] = (a + b) * s;
-            cr[1] = (a - b) * s;
-            let (a, b) = (ci[0], ci[1]);
-            ci[0] = (a + b) * s;
-            ci[1] = (a - b) * s;
+        if n < 4 {
+            return;
+        }
+        // the first two stages as one radix-4 pass (their twiddles are ±1
+        // and ∓i), with the 1/√N scale folded in
+        let sign = if inverse { -s } else { s };
+        for (cr, ci) in re.chunks_exact_mut(4).zip(im.chunks_exact_mut(4)) {
+            let (a0r, a1r, a2r, a3r) = (cr[0] + cr[1], cr[0] - cr[1], cr[2] + cr[3], cr[2] - cr[3]);
+            let (a0i, a1i, a2i, a3i) = (ci[0] + ci[1], ci[0] - ci[1], ci[2] + ci[3], ci[2] - ci[3]);
+            // t = ∓i a3 (forward −i), scaled
+            let (tr, ti) = (a3i * sign, -a3r * sign);
+            cr[0] = (a0r + a2r) * s;
+            ci[0] = (a0i + a2i) * s;
+            cr[2] = (a0r - a2r) * s;
+            ci[2] = (a0i - a2i) * s;
+            cr[1] = a1r * s + tr;
+            ci[1] = a1i * s + ti;
+            cr[3] = a1r * s - tr;
+            ci[3] = a1i * s - ti;
         }
         let tw_im = if inverse { &self.tw_im_inv } else { &self.tw_im };
-        for (wr, wi) in self.tw_re.iter().zip(tw_im) {
+        for (wr, wi) in self.tw_re.iter().zip(tw_im).skip(1) {
             let h = wr.len();
             for (cr, ci) in re.chunks_exact_mut(2 * h).zip(im.chunks_exact_mut(2 * h)) {
                 let (ar, br) = cr.split_at_mut(h);
