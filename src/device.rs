@@ -11,6 +11,15 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// As [`Engine::describe`], naming the CPU path that trains `model`
+    /// (the fast f32 one where the family has it).
+    pub fn describe_for(&self, model: &crate::models::Model) -> String {
+        match self {
+            Engine::Cpu if crate::cpu_fast::supports(model) => "cpu (fast f32 path)".into(),
+            _ => self.describe(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Engine::Cpu => "cpu (reference path)".into(),

@@ -180,7 +180,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
     let v = corpus.vocab.len();
     let model = lm_model(cfg, v)?;
     let fallback = if cfg.device == "auto" && matches!(engine, Engine::Cpu) { " (no Vulkan, Metal or DX12 adapter found)" } else { "" };
-    say(format!("device: {}{fallback}", engine.describe()));
+    say(format!("device: {}{fallback}", engine.describe_for(&model)));
     say(format!(
         "corpus: {} tokens of vocabulary {v}: train {}, valid {}, test {}",
         corpus.level.name(),

@@ -98,7 +98,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
         }
     };
     let fallback = if cfg.device == "auto" && matches!(engine, Engine::Cpu) { " (no Vulkan, Metal or DX12 adapter found)" } else { "" };
-    say(format!("device: {}{fallback}", engine.describe()));
+    say(format!("device: {}{fallback}", engine.describe_for(&model)));
 
     let (params, m, v, start, data_rng, log_acc, floss_moments, floss_done) = if opts.resume {
         let ck = Checkpoint::load(&model, &ck_path)?;
