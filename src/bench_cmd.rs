@@ -109,7 +109,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    if !(a.max_case_seconds > 0.0) {
+    // NaN fails this too
+    if a.max_case_seconds.is_nan() || a.max_case_seconds <= 0.0 {
         bail!("--max-case-seconds must be positive");
     }
     let sel = selection(&a)?;

@@ -219,11 +219,11 @@ fn token_inputs_with_carried_state() {
         let mut gpu = GpuBackend::new(ctx.clone(), model.clone(), &params, ScanOptions { mode: scan, max_steps_per_dispatch: 3 }).unwrap();
         let mut cpu = CpuBackend::new(model, params).unwrap();
         let opt = OptimConfig { kind: OptimKind::Sgd, lr: 0.5, clip: 5.0, ..Default::default() };
-        for step in 0..4 {
+        for (step, &shape) in shapes.iter().enumerate() {
             // the first batch starts from the model's own state, the rest
             // carry the state on, the last one into a shorter segment
             // (another plan)
-            let batch = token_batch(&mut rng, shapes[step]);
+            let batch = token_batch(&mut rng, shape);
             // each step from the GPU's parameters on both sides (the carried
             // states are each side's own), held to the f64 reference there
             let (m, v) = gpu.optim_state().unwrap();

@@ -145,7 +145,7 @@ fn the_gpu_path_refuses_to_train_with_it_but_evaluates() {
     let p = build(0.0).init(&InitConfig::default(), &mut rng);
     let batch = task.batch(B, &mut rng);
     let mut clipped = GpuBackend::new(ctx.clone(), build(1.0), &p, ScanOptions::default()).unwrap();
-    let err = clipped.gradients(&batch).err().expect("the GPU path must refuse to train with --state-grad-clip");
+    let err = clipped.gradients(&batch).expect_err("the GPU path must refuse to train with --state-grad-clip");
     assert!(err.to_string().contains("--state-grad-clip"), "{err}");
     let opt = OptimConfig::default();
     assert!(clipped.train_step(&batch, &opt.hyper(opt.lr, 1)).is_err());

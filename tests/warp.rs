@@ -313,6 +313,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// GPU scan, decoding, gradients and three Adam steps against the CPU.
+#[allow(clippy::too_many_arguments)]
 fn gpu_matches_cpu(input: usize, width: usize, depth: usize, output: usize, act: RootAct, theta0: Theta0, t: usize, b: usize) {
     gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false, ScanMode::Step, false);
     gpu_matches_cpu_with(input, width, depth, output, act, theta0, t, b, false, ScanMode::Parallel, false);

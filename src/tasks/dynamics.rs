@@ -90,6 +90,7 @@ pub enum Split {
 }
 
 /// `count` trajectories of `rows` rows, with their parameters.
+#[allow(clippy::type_complexity)]
 pub fn trajectories(system: System, split: Split, count: usize, rows: usize, seed: u64) -> Result<(Vec<Array2<f32>>, Vec<Vec<f64>>)> {
     if count == 0 || rows < 2 {
         bail!("simulated data needs at least one trajectory of two rows");

@@ -8,6 +8,7 @@
 //!   the future times in parallel, any family can run it), or
 //! - `Feedback`: the model's own prediction of each row fed back (WARP
 //!   only), with teacher forcing: the data instead with probability `forcing`.
+//!
 //! Evaluation forecasts the same way (`train::forecast`).
 
 use super::{Batch, Target};
@@ -203,7 +204,7 @@ mod tests {
         let series = Array2::from_shape_fn((30, 2), |(i, j)| (i * 10 + j) as f32);
         let f = Forecasting::new(vec![series.clone()], 4, 3).unwrap();
         assert_eq!(f.seq_len(), 6);
-        let b = windows(&[series.clone()], &[(0, 5), (0, 0)], 7);
+        let b = windows(std::slice::from_ref(&series), &[(0, 5), (0, 0)], 7);
         assert_eq!(b.x.dim(), (6, 2, 2));
         assert_eq!(b.x[[0, 0, 1]], 51.0);
         assert_eq!(b.x[[5, 1, 0]], 50.0);

@@ -134,7 +134,7 @@ impl Checkpoint {
             bail!("parameter {i} is not finite");
         }
         let n = layout.len();
-        let (floss_m, floss_v) = if st.names().iter().any(|k| *k == "floss.m") { (read("floss.m", &[n])?, read("floss.v", &[n])?) } else { (Vec::new(), Vec::new()) };
+        let (floss_m, floss_v) = if st.names().contains(&"floss.m") { (read("floss.m", &[n])?, read("floss.v", &[n])?) } else { (Vec::new(), Vec::new()) };
         Ok(Checkpoint {
             model: kind,
             dims,

@@ -94,6 +94,7 @@ pub struct Errors {
 
 /// Errors over every window of every series: starts 0, 1, ... while L + H
 /// rows fit, in batches of `batch` windows.
+#[allow(clippy::too_many_arguments)]
 pub fn split_errors(model: &Model, p: &[f32], series: &[Array2<f32>], lookback: usize, horizon: usize, mode: ForecastMode, relative: bool, batch: usize) -> Result<Errors> {
     let c = series.first().context("no series to evaluate")?.dim().1;
     let o = model.dims().output;
@@ -158,6 +159,7 @@ fn load_run(dir: &Path, cfg: &TrainConfig, channels: usize) -> Result<(Model, Ch
 pub const SIM_EVAL_TRAJECTORIES: usize = 256;
 
 /// The validation and test series of a forecasting run (ETT: standardised).
+#[allow(clippy::type_complexity)]
 pub fn eval_series(cfg: &TrainConfig) -> Result<(Vec<Array2<f32>>, Vec<Array2<f32>>)> {
     if let Some(system) = cfg.task.system() {
         let rows = cfg.lookback + cfg.horizon;

@@ -375,6 +375,7 @@ pub fn train_on(cfg: &TrainConfig, opts: &RunOptions, engine: &Engine) -> Result
 /// with a separate optimizer, that optimizer's moments and update count, so
 /// a run started from a flossing-only run continues as one run with
 /// `--floss-before` would. The training optimizer always starts fresh.
+#[allow(clippy::type_complexity)]
 fn init_from(model: &Model, cfg: &TrainConfig, src: &Path) -> Result<(Vec<f32>, Option<(Vec<f32>, Vec<f32>)>, u64)> {
     let file = if src.is_dir() { src.join(CHECKPOINT_FILE) } else { src.to_path_buf() };
     if !file.exists() {
