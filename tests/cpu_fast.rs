@@ -82,6 +82,43 @@ fn fast_urnn_matches_the_reference() {
     }
 }
 
+/// Over a long sequence with a negative modReLU bias the gradient carried
+/// back shrinks by a factor under 1 per step until, in f32, it would be
+/// subnormal (slow on x86); the fast path zeroes it once it falls under
+/// 2^-70 (on the way down it passes through that range, so the flush
+/// acts). That must cost nothing visible: every gradient still matches the
+/// f64 reference, and dL/dh0, under 1e-30 (not 0) there, is exactly 0.
+#[test]
+fn fast_urnn_flushes_a_vanishing_gradient_without_changing_the_result() {
+    let seed = fresh_seed("fast_urnn_flushes_a_vanishing_gradient_without_changing_the_result");
+    let (i, o, n, batch, t) = (3, 2, 8, 2, 1000);
+    let model = Model::new(ModelKind::Urnn, Dims { input: i, hidden: n, output: o }).unwrap();
+    let mut rng = Rng::seed(seed);
+    let mut p = model.init(&InitConfig::default(), &mut rng);
+    p[model.layout().get("b_mod").unwrap().range()].iter_mut().for_each(|v| *v = -0.3);
+    let x = Array3::from_shape_fn((t, batch, i), |_| rng.normal() as f32);
+    // only the last step is scored, as in the adding problem
+    let mask: Vec<f32> = (0..t * batch).map(|r| if r >= (t - 1) * batch { 1.0 } else { 0.0 }).collect();
+    let y: Vec<f32> = (0..t * batch * o).map(|_| rng.normal() as f32).collect();
+    let b = Batch { x, target: Target::Values(y), mask, metric_mask: vec![0.0; t * batch], loss_norm: None, tokens: None, carry_state: false, feedback: None, carry_at: None };
+    let h0 = model.initial_states(&p, batch);
+    // the reference in f64, where the vanishing gradient stays representable
+    let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+    let (l_ref, g_ref, _, _) = loss_grads_from::<f64>(&model, &p64, &b, h0.mapv(|v| v as f64).view(), true);
+    let h0v = model.layout().get("h0").unwrap().range();
+    let ref_h0 = g_ref[h0v.clone()].iter().fold(0f64, |m, v| m.max(v.abs()));
+    let g_ref: Vec<f32> = g_ref.iter().map(|&v| v as f32).collect();
+    let (l, g, _, _) = longmem::cpu_fast::loss_grads_from(&model, &p, &b, h0.view(), true);
+    assert!(((l as f64 - l_ref) / l_ref).abs() < 1e-5, "seed {seed}: loss {l} vs {l_ref}");
+    eprintln!("seed {seed}: the reference's largest |dL/dh0| is {ref_h0:e}");
+    assert!(ref_h0 > 0.0 && ref_h0 < 1e-30, "seed {seed}: the reference's dL/dh0 ({ref_h0:e}) is not in (0, 1e-30), so this checks nothing");
+    assert!(g[h0v].iter().all(|&v| v == 0.0), "seed {seed}: the fast path's dL/dh0 was not flushed to zero");
+    for v in model.layout().views() {
+        let e = rel_err(&g[v.range()], &g_ref[v.range()]);
+        assert!(e < 1e-4, "seed {seed}: d{} relative error {e:.2e}", v.name);
+    }
+}
+
 /// The vectorised, threaded softmax cross-entropy (`cpu_fast::xent`, what
 /// `batch_loss_and_grad` runs for f32 class targets) against the f64
 /// reference loop: loss and dL/dy, with masked rows, rows split over
