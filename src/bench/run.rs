@@ -314,7 +314,8 @@ pub fn device_info(engine: &Engine) -> DeviceInfo {
         Engine::Cpu => DeviceInfo {
             engine: "cpu".into(),
             name: cpu_name(),
-            backend: "cpu reference path".into(),
+            // the fast f32 path for the families that have one (src/cpu_fast)
+            backend: if crate::cpu_fast::reference_forced() { "cpu reference path (LONGMEM_CPU_REFERENCE=1)" } else { "cpu fast f32 path (rnn, lstm, gru, urnn; reference otherwise)" }.into(),
             device_type: "cpu".into(),
             driver: String::new(),
             driver_info: String::new(),
