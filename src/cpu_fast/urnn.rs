@@ -1,14 +1,16 @@
 //! The uRNN's recurrence on the fast CPU path (see `models::urnn::cpu` for
 //! the reference it matches, factor by factor).
 //!
-//! What makes it faster than the reference: the FFT runs stage by stage
-//! with a contiguous twiddle table per stage, so each butterfly stage past
-//! the first few is a straight vectorisable loop (the reference walks the
-//! butterflies with a stride); dot products keep sixteen running sums; no
-//! vector is allocated per step; and the forward pass keeps each step's two
-//! FFT outputs (R1's and R2's inputs) so the backward pass rebuilds every
-//! other intermediate with O(N) work instead of running the forward FFTs
-//! again. Past a memory cap it recomputes them as the reference does.
+//! What makes it faster than the reference: the FFT runs its first two
+//! stages as one radix-4 pass and every later one as a straight
+//! vectorisable loop over a contiguous twiddle table (the reference walks
+//! the butterflies with a stride); dot products keep sixteen running sums;
+//! no vector is allocated per step; and the forward pass keeps each step's
+//! two FFT outputs (R1's and R2's inputs) so the backward pass rebuilds
+//! every other intermediate with O(N) work instead of running the forward
+//! FFTs again. Past a memory cap it recomputes them as the reference does.
+//! The carried gradient is kept out of f32's slow subnormal range
+//! (`flush_tiny`).
 
 use super::{per_chunk, Forward, SharedRows};
 use crate::models::input::{project, project_into, SeqInput};
