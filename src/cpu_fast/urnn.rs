@@ -160,6 +160,15 @@ impl Plan {
         }
     }
 
+    /// The FFT of (xr, xi) written into (yr, yi), returned as slices.
+    #[inline(always)]
+    fn fft_into<'y>(&self, xr: &[f32], xi: &[f32], yr: &'y mut [f32], yi: &'y mut [f32], inverse: bool) -> (&'y [f32], &'y [f32]) {
+        yr.copy_from_slice(xr);
+        yi.copy_from_slice(xi);
+        self.fft(yr, yi, inverse);
+        (yr, yi)
+    }
+
     /// y = D_j x
     #[inline(always)]
     fn diag(&self, j: usize, xr: &[f32], xi: &[f32], yr: &mut [f32], yi: &mut [f32]) {
@@ -459,12 +468,7 @@ fn backward_rows(a: &BackIn, dp: SharedRows, d0p: SharedRows, b0: usize, b1: usi
             let trace = a.trace.map(|tr| &tr[2 * row..2 * row + 2 * w]);
             let (r1r, r1i): (&[f32], &[f32]) = match trace {
                 Some(tr) => (&tr[..n], &tr[n..w]),
-                None => {
-                    o1r.copy_from_slice(y1r);
-                    o1i.copy_from_slice(y1i);
-                    pl.fft(o1r, o1i, false);
-                    (o1r, o1i)
-                }
+                None => pl.fft_into(y1r, y1i, o1r, o1i, false),
             };
             y8r.copy_from_slice(r1r);
             y8i.copy_from_slice(r1i);
@@ -473,12 +477,7 @@ fn backward_rows(a: &BackIn, dp: SharedRows, d0p: SharedRows, b0: usize, b1: usi
             // R2's input (kept, or F⁻¹ y5 again)
             let (r2r, r2i): (&[f32], &[f32]) = match trace {
                 Some(tr) => (&tr[w..w + n], &tr[w + n..]),
-                None => {
-                    o2r.copy_from_slice(y5r);
-                    o2i.copy_from_slice(y5i);
-                    pl.fft(o2r, o2i, true);
-                    (o2r, o2i)
-                }
+                None => pl.fft_into(y5r, y5i, o2r, o2i, true),
             };
             gr.copy_from_slice(r2r);
             gi.copy_from_slice(r2i);
